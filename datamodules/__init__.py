@@ -1,0 +1,1 @@
+"""Clip shard format, WebDataset DataModules, dataset converters and synthetic scenes."""

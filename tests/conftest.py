@@ -1,0 +1,10 @@
+"""Shared pytest configuration: deterministic, small, CPU-only."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
