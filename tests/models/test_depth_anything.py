@@ -1,0 +1,163 @@
+"""Tests of flashdepth.models.depth_anything: shapes, hooks and the official key layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flashdepth.models.depth_anything import DepthAnythingV2
+
+# The Depth Anything V2 table (DESIGN.md section 2), written independently of VIT_CONFIGS:
+# embed, blocks, DPT width, DPT out_channels
+DAV2 = {
+    "vits": (384, 12, 64, (48, 96, 192, 384)),
+    "vitb": (768, 12, 128, (96, 192, 384, 768)),
+    "vitl": (1024, 24, 256, (256, 512, 1024, 1024)),
+    "vitg": (1536, 40, 384, (1536, 1536, 1536, 1536)),
+}
+
+
+def official_layout(encoder: str) -> dict[str, tuple[int, ...]]:
+    """Every key and shape of an official ``depth_anything_v2_<encoder>.pth``."""
+    embed, blocks, width, out = DAV2[encoder]
+    keys: dict[str, tuple[int, ...]] = {
+        "pretrained.cls_token": (1, 1, embed),
+        "pretrained.pos_embed": (1, 1 + 37 * 37, embed),
+        "pretrained.mask_token": (1, embed),
+        "pretrained.patch_embed.proj.weight": (embed, 3, 14, 14),
+        "pretrained.patch_embed.proj.bias": (embed,),
+        "pretrained.norm.weight": (embed,),
+        "pretrained.norm.bias": (embed,),
+    }
+    if encoder == "vitg":  # DINOv2 SwiGLU, hidden 4096, packed gate+value
+        mlp = {"w12": (8192, 1536), "w3": (1536, 4096)}
+    else:
+        mlp = {"fc1": (4 * embed, embed), "fc2": (embed, 4 * embed)}
+    for i in range(blocks):
+        block = {
+            "norm1": (embed,),
+            "attn.qkv": (3 * embed, embed),
+            "attn.proj": (embed, embed),
+            "norm2": (embed,),
+            **{f"mlp.{name}": shape for name, shape in mlp.items()},
+        }
+        for name, shape in block.items():
+            keys[f"pretrained.blocks.{i}.{name}.weight"] = shape
+            keys[f"pretrained.blocks.{i}.{name}.bias"] = shape[:1]
+        keys[f"pretrained.blocks.{i}.ls1.gamma"] = (embed,)
+        keys[f"pretrained.blocks.{i}.ls2.gamma"] = (embed,)
+    head = "depth_head."
+    for i, c in enumerate(out):
+        keys[f"{head}projects.{i}.weight"] = (c, embed, 1, 1)
+        keys[f"{head}projects.{i}.bias"] = (c,)
+        keys[f"{head}scratch.layer{i + 1}_rn.weight"] = (width, c, 3, 3)
+    for i, kernel in ((0, 4), (1, 2), (3, 3)):
+        keys[f"{head}resize_layers.{i}.weight"] = (out[i], out[i], kernel, kernel)
+        keys[f"{head}resize_layers.{i}.bias"] = (out[i],)
+    for n in range(1, 5):  # refinenet4 holds an (unused) resConfUnit1 too
+        fusion = f"{head}scratch.refinenet{n}."
+        for unit in ("resConfUnit1", "resConfUnit2"):
+            for conv in ("conv1", "conv2"):
+                keys[f"{fusion}{unit}.{conv}.weight"] = (width, width, 3, 3)
+                keys[f"{fusion}{unit}.{conv}.bias"] = (width,)
+        keys[f"{fusion}out_conv.weight"] = (width, width, 1, 1)
+        keys[f"{fusion}out_conv.bias"] = (width,)
+    keys[f"{head}scratch.output_conv1.weight"] = (width // 2, width, 3, 3)
+    keys[f"{head}scratch.output_conv1.bias"] = (width // 2,)
+    keys[f"{head}scratch.output_conv2.0.weight"] = (32, width // 2, 3, 3)
+    keys[f"{head}scratch.output_conv2.0.bias"] = (32,)
+    keys[f"{head}scratch.output_conv2.2.weight"] = (1, 32, 1, 1)
+    keys[f"{head}scratch.output_conv2.2.bias"] = (1,)
+    return keys
+
+
+def to_timm_name(key: str) -> str:
+    return key.replace("mlp.w12.", "mlp.fc1.").replace("mlp.w3.", "mlp.fc2.")
+
+
+@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl", "vitg"])
+def test_state_dict_is_the_official_layout(encoder: str) -> None:
+    with torch.device("meta"):
+        model = DepthAnythingV2(encoder)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert set(ours) <= {f"pretrained.{k}" for k in model.pretrained.state_dict()} | {
+        f"depth_head.{k}" for k in model.depth_head.state_dict()
+    }
+    official = official_layout(encoder)
+    extra = {k for k in official if to_timm_name(k) not in ours}
+    assert extra == {"pretrained.mask_token"}
+    assert {to_timm_name(k): v for k, v in official.items() if k not in extra} == ours
+    assert model.features == DAV2[encoder][2] and model.encoder_name == encoder
+
+    checkpoint = {k: torch.empty(shape, device="meta") for k, shape in official.items()}
+    result = model.load_state_dict(checkpoint, strict=True, assign=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+@pytest.fixture(scope="module")
+def vits() -> DepthAnythingV2:
+    torch.manual_seed(0)
+    return DepthAnythingV2("vits").eval()
+
+
+@pytest.mark.parametrize("encoder", ["vits", "vitb"])
+def test_forward_gives_non_negative_inverse_depth_at_input_size(
+    encoder: str, vits: DepthAnythingV2
+) -> None:
+    model = vits if encoder == "vits" else DepthAnythingV2(encoder).eval()
+    with torch.no_grad():
+        depth = model(torch.randn(1, 3, 70, 126))
+    assert depth.shape == (1, 70, 126)
+    assert torch.isfinite(depth).all() and depth.min() >= 0
+
+
+def test_forward_is_encode_then_decode(vits: DepthAnythingV2) -> None:
+    image = torch.randn(1, 3, 70, 126)
+    with torch.no_grad():
+        features, patch_h, patch_w = vits.encode(image)
+        assert (patch_h, patch_w) == (5, 9)
+        assert [f.shape for f in features] == [(1, 45, 384)] * 4
+        reference = vits.depth_head(
+            vits.pretrained.get_intermediate_layers(image, [2, 5, 8, 11]), 5, 9
+        ).squeeze(1)
+        torch.testing.assert_close(vits(image), reference, rtol=0, atol=0)
+        stage_sizes = []
+
+        def record(k: int, x: torch.Tensor) -> torch.Tensor:
+            stage_sizes.append(tuple(x.shape[-2:]))
+            return x
+
+        hooked = vits.decode(features, patch_h, patch_w, after_stage=record)
+    torch.testing.assert_close(hooked, reference, rtol=0, atol=0)
+    assert stage_sizes == [(5, 9), (10, 18), (20, 36), (40, 72)]
+
+
+def test_official_checkpoint_values_load() -> None:
+    official = {k: torch.randn(shape) for k, shape in official_layout("vits").items()}
+    with torch.device("meta"):
+        model = DepthAnythingV2("vits")
+    model.load_state_dict(official, strict=True, assign=True)
+    assert not any(t.is_meta for t in model.state_dict().values())
+    assert torch.equal(
+        model.pretrained.blocks[3].mlp.fc1.weight, official["pretrained.blocks.3.mlp.fc1.weight"]
+    )
+    assert torch.equal(
+        model.depth_head.scratch.refinenet4.resConfUnit1.conv2.bias,
+        official["depth_head.scratch.refinenet4.resConfUnit1.conv2.bias"],
+    )
+
+
+def test_bad_input_is_explained(vits: DepthAnythingV2) -> None:
+    with pytest.raises(ValueError, match=r"70x130.*width 126 or 140"):
+        vits(torch.randn(1, 3, 70, 130))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got shape \(3, 70, 126\)"):
+        vits(torch.randn(3, 70, 126))
+    with pytest.raises(ValueError, match="choose one of"):
+        DepthAnythingV2("vit_small")
+
+
+def test_set_grad_checkpointing_reaches_encoder_and_decoder(vits: DepthAnythingV2) -> None:
+    vits.set_grad_checkpointing(True)
+    assert vits.pretrained.grad_checkpointing and vits.depth_head.grad_checkpointing
+    vits.set_grad_checkpointing(False)
+    assert not vits.pretrained.grad_checkpointing and not vits.depth_head.grad_checkpointing
