@@ -1,0 +1,272 @@
+"""Weight import: official Depth Anything V2, released FlashDepth, and our own checkpoints.
+
+Three layouts are recognised and mapped onto the zoo's parameter names:
+
+``dav2``
+    Official Depth Anything V2 ``.pth``: a flat state dict with ``pretrained.*``
+    (DINOv2) and ``depth_head.*`` (DPT). ``pretrained.mask_token`` is unused and
+    dropped. Loaded into a FlashDepth model, everything but the temporal module
+    loads; the temporal module keeps its initialisation (its zero-initialised
+    output makes the model reproduce DAv2 exactly) and the report says so.
+``flashdepth-release``
+    The released FlashDepth ``.pth`` files: ``{"model": state_dict, ...}`` whose
+    state dict adds ``mamba.blocks.{slot}.{i}.*`` (``slot`` indexes the list of
+    insertion stages; one insertion is released, slot 0) and
+    ``mamba.final_layer.1.*``, and for FlashDepth (Full) ``hybrid_fusion.*`` and
+    ``teacher_model.*``.
+``flashdepth``
+    Our own: a plain ``model.state_dict()``, or a Lightning checkpoint whose
+    ``state_dict`` holds the model under the prefix ``model.``.
+
+Everything is read with ``torch.load(weights_only=True)``: no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+#: Key renames from the released FlashDepth layout to the zoo's (prefix → prefix).
+RELEASE_PREFIXES = (
+    ("mamba.blocks.0.", "temporal.blocks."),
+    ("mamba.final_layer.", "temporal_out."),
+    ("hybrid_fusion.blocks.0.", "fusion.blocks."),
+    ("teacher_model.", "teacher."),
+)
+#: Official keys that the zoo does not use.
+UNUSED_KEYS = frozenset({"pretrained.mask_token", "teacher_model.pretrained.mask_token"})
+#: Parameter prefixes of the temporal module (absent from DAv2 checkpoints).
+TEMPORAL_PREFIXES = ("temporal.", "temporal_out.")
+#: Where ``resolve_weights`` looks for registry files besides the working directory.
+REGISTRY_FILE = Path(__file__).resolve().parent.parent / "checkpoints" / "registry.json"
+_LISTED = 8
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read or does not fit the model."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Keys or shapes of a checkpoint do not match the model (strict loading).
+
+    Attributes:
+        layout: The layout detected for the checkpoint.
+        missing: Model keys absent from the checkpoint.
+        unexpected: Checkpoint keys the model does not have.
+        mismatched: ``(key, checkpoint shape, model shape)`` for keys present in both.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        layout: str,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.layout, self.missing, self.unexpected, self.mismatched = (
+            layout,
+            missing,
+            unexpected,
+            mismatched,
+        )
+        lines = [f"checkpoint {source} (detected layout: {layout}) does not fit the model:"]
+        for title, items in (
+            ("missing from the checkpoint", missing),
+            ("unexpected in the checkpoint", unexpected),
+            (
+                "shape mismatch (checkpoint vs model)",
+                [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in mismatched],
+            ),
+        ):
+            if items:
+                shown = ", ".join(items[:_LISTED])
+                more = f" … and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
+                lines.append(f"  {len(items)} {title}: {shown}{more}")
+        lines.append(
+            "  Check that the preset matches the weights (e.g. flashdepth-s for a ViT-S "
+            "checkpoint, flashdepth-l for ViT-L) or pass strict=False to load what fits."
+        )
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did."""
+
+    source: str
+    layout: str
+    loaded: int
+    kept_initialisation: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"loaded {self.loaded} tensors from {self.source} ({self.layout} layout)"
+        if self.kept_initialisation:
+            text += (
+                f"; {len(self.kept_initialisation)} tensors of the temporal module are not in "
+                "the checkpoint and keep their initialisation (zero-initialised output: the "
+                "model reproduces Depth Anything V2 until trained)"
+            )
+        if self.ignored:
+            text += f"; ignored {len(self.ignored)} keys not in the model (strict=False)"
+        return text
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` a checkpoint file safely (``weights_only=True``, on CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; see checkpoints/README.md for where to get weights"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} holds Python objects that weights_only loading refuses ({error}). "
+            "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint: {error}") from error
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict of tensors")
+    return obj
+
+
+def detect_layout(checkpoint: dict[str, Any]) -> tuple[dict[str, Tensor], str]:
+    """Find the state dict inside a loaded checkpoint and name its layout."""
+    if isinstance(checkpoint.get("state_dict"), dict):  # Lightning checkpoint
+        inner = checkpoint["state_dict"]
+        state = {k[len("model.") :]: v for k, v in inner.items() if k.startswith("model.")}
+        if not state:
+            raise CheckpointError(
+                "Lightning checkpoint without 'model.*' keys: it was not written by FlashDepthTask"
+            )
+        return state, "flashdepth"
+    if isinstance(checkpoint.get("model"), dict):
+        state = checkpoint["model"]
+    else:
+        state = checkpoint
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"expected a state dict of tensors, but {len(bad)} entries are not tensors "
+            f"(e.g. {bad[:3]}); known layouts: DAv2 .pth, FlashDepth .pth ({{'model': ...}}), "
+            "Lightning .ckpt"
+        )
+    if all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    if any(k.startswith(("mamba.", "hybrid_fusion.", "teacher_model.")) for k in state):
+        return state, "flashdepth-release"
+    if any(k.startswith(TEMPORAL_PREFIXES) for k in state):
+        return state, "flashdepth"
+    if any(k.startswith("pretrained.") for k in state) and any(
+        k.startswith("depth_head.") for k in state
+    ):
+        return state, "dav2"
+    return state, "flashdepth"
+
+
+def to_zoo_keys(state: dict[str, Tensor], layout: str) -> dict[str, Tensor]:
+    """Rename the keys of a detected layout to the zoo's parameter names."""
+    renamed: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key in UNUSED_KEYS:
+            continue
+        if layout == "flashdepth-release":
+            if key.startswith("mamba.blocks.") and not key.startswith("mamba.blocks.0."):
+                raise CheckpointError(
+                    f"checkpoint key {key!r} belongs to a second temporal insertion slot; the "
+                    "zoo's FlashDepth has one temporal module (the released models use one)"
+                )
+            for old, new in RELEASE_PREFIXES:
+                if key.startswith(old):
+                    key = new + key[len(old) :]
+                    break
+        renamed[key] = value
+    return renamed
+
+
+def load_weights(
+    model: nn.Module, source: str | Path | dict[str, Any], strict: bool = True
+) -> LoadReport:
+    """Load any supported checkpoint into a zoo model.
+
+    Args:
+        model: A zoo model (``DepthAnythingV2``, ``FlashDepth``, ...).
+        source: A checkpoint path or an already loaded checkpoint/state dict.
+        strict: Raise :class:`CheckpointMismatchError` on any missing, unexpected or
+            shape-mismatched key (except the temporal module when loading DAv2
+            weights into a FlashDepth model). With ``False`` load what fits.
+
+    Returns:
+        A :class:`LoadReport`; its text is also logged.
+    """
+    name = str(source) if not isinstance(source, dict) else "<state dict>"
+    checkpoint = source if isinstance(source, dict) else read_checkpoint(source)
+    state, layout = detect_layout(checkpoint)
+    state = to_zoo_keys(state, layout)
+
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = [
+        (k, tuple(state[k].shape), tuple(own[k].shape))
+        for k in sorted(own.keys() & state.keys())
+        if state[k].shape != own[k].shape
+    ]
+    kept = [k for k in missing if layout == "dav2" and k.startswith(TEMPORAL_PREFIXES)]
+    real_missing = [k for k in missing if k not in kept]
+    if strict and (real_missing or unexpected or mismatched):
+        raise CheckpointMismatchError(name, layout, real_missing, unexpected, mismatched)
+
+    usable = {k: v for k, v in state.items() if k in own and state[k].shape == own[k].shape}
+    model.load_state_dict(usable, strict=False)
+    report = LoadReport(name, layout, len(usable), kept, unexpected if not strict else [])
+    log.info("%s", report)
+    return report
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for weight files named in the registry, in order."""
+    dirs = [Path(d) for d in os.environ.get("FLASHDEPTH_WEIGHTS", "").split(os.pathsep) if d]
+    return [*dirs, Path.cwd() / "checkpoints", REGISTRY_FILE.parent]
+
+
+def registry() -> dict[str, dict[str, Any]]:
+    """The entries of ``checkpoints/registry.json`` by name."""
+    with open(REGISTRY_FILE) as f:
+        return {entry["name"]: entry for entry in json.load(f)["weights"]}
+
+
+def resolve_weights(weights: str | Path | dict[str, Any]) -> str | Path | dict[str, Any]:
+    """Turn a registry name into a file path; pass paths and dicts through."""
+    if isinstance(weights, dict) or Path(weights).is_file():
+        return weights
+    entries = registry()
+    if str(weights) not in entries:
+        raise FileNotFoundError(
+            f"weights {weights!r} is neither a file nor a registry name; registry names: "
+            f"{', '.join(sorted(entries))}"
+        )
+    entry = entries[str(weights)]
+    for folder in weights_dirs():
+        candidate = folder / entry["file"]
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(d) for d in weights_dirs())
+    raise FileNotFoundError(
+        f"weights {weights!r} ({entry['file']}) not found in {searched}. Download it from "
+        f"{entry['url']} and put it in one of those folders (or set FLASHDEPTH_WEIGHTS)."
+    )

@@ -1,0 +1,67 @@
+"""Named presets: every preset builds with the documented architecture and output shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flashdepth
+from flashdepth.models.flashdepth import FlashDepth
+from flashdepth.temporal import GRUTemporal, IdentityTemporal, MambaTemporal
+
+PRESETS = {  # name -> (encoder, stage, temporal class, DPT width)
+    "depth-anything-v2-vits": ("vits", None, None, 64),
+    "depth-anything-v2-vitb": ("vitb", None, None, 128),
+    "depth-anything-v2-vitl": ("vitl", None, None, 256),
+    "depth-anything-v2-vitg": ("vitg", None, None, 384),
+    "flashdepth-s": ("vits", 1, MambaTemporal, 64),
+    "flashdepth-s-gru": ("vits", 1, GRUTemporal, 64),
+    "flashdepth-s-none": ("vits", 1, IdentityTemporal, 64),
+    "flashdepth-l": ("vitl", 3, MambaTemporal, 256),
+    "flashdepth-l-gru": ("vitl", 3, GRUTemporal, 256),
+    "flashdepth-l-none": ("vitl", 3, IdentityTemporal, 256),
+}
+SMALL = {"depth-anything-v2-vits", "flashdepth-s", "flashdepth-s-gru", "flashdepth-s-none"}
+
+
+def test_list_models() -> None:
+    assert flashdepth.list_models() == sorted(PRESETS)
+    assert flashdepth.list_models("flashdepth-l*") == [
+        "flashdepth-l",
+        "flashdepth-l-gru",
+        "flashdepth-l-none",
+    ]
+    with pytest.raises(KeyError, match="available: depth-anything-v2-vitb"):
+        flashdepth.create_model("flashdepth-xl")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_architecture_and_output_shape(name: str) -> None:
+    encoder, stage, temporal_cls, width = PRESETS[name]
+    # big encoders are built and run on the meta device: shapes without compute
+    device = "cpu" if name in SMALL else "meta"
+    with torch.device(device):
+        model = flashdepth.create_model(name).eval()
+        assert model.encoder_name == encoder and model.features == width
+        if stage is None:
+            assert not isinstance(model, FlashDepth)
+            out = model(torch.randn(2, 3, 70, 126))
+            assert out.shape == (2, 70, 126)
+        else:
+            assert isinstance(model, FlashDepth) and model.stage == stage
+            assert isinstance(model.temporal, temporal_cls) and model.temporal.dim == width
+            with torch.no_grad():
+                out = model(torch.randn(2, 3, 3, 70, 126))
+            assert out.shape == (2, 3, 70, 126)
+    if device == "cpu":
+        assert bool((out >= 0).all())
+
+
+def test_mamba_configs_of_released_presets() -> None:
+    with torch.device("meta"):
+        large = flashdepth.create_model("flashdepth-l")
+    small = flashdepth.create_model("flashdepth-s")
+    assert small.state_dict()["temporal.blocks.3.mamba.in_proj.weight"].shape == (1032, 64)
+    assert large.state_dict()["temporal.blocks.3.mamba.in_proj.weight"].shape == (1544, 256)
+    assert small.temporal.init_state(1).shape[2:] == (8, 32, 256)
+    assert large.temporal.init_state(1).shape[2:] == (8, 64, 256)
