@@ -1,0 +1,342 @@
+"""The converter base: the contract every dataset converter follows, and its registry.
+
+A converter knows one dataset's on-disk layout. :meth:`Converter.list_clips` cuts every scene
+into non-overlapping clips of ``clip_length`` frames taken every ``stride`` frames (cheap: file
+names only, in a deterministic order); :meth:`Converter.load_frame` decodes one frame into RGB
+and depth in metres (+inf sky, NaN invalid). :func:`convert` (defined in
+:mod:`datamodules.convert.writer`, re-exported here) writes the clips to resumable WebDataset
+shards ``{name}-{split}-%06d.tar``. The helpers at the end (:func:`numbered_files`,
+:func:`frames_with_depth`, :func:`metric_depth`) serve every converter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datamodules.convert.writer import ConversionReport, convert
+from datamodules.format import FLOAT16_MAX_M, Clip, make_key, make_meta
+
+__all__ = [
+    "CONVERTERS",
+    "ClipSpec",
+    "ConversionReport",
+    "Converter",
+    "SceneFrames",
+    "convert",
+    "frames_with_depth",
+    "get_converter",
+    "metric_depth",
+    "numbered_files",
+    "register",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipSpec:
+    """One clip to convert: which frames of which scene, and how to find them.
+
+    Attributes:
+        dataset: Converter name (``Converter.name``).
+        scene: Scene name as the dataset spells it.
+        frame_ids: Frame numbers of the clip, as numbered by the dataset.
+        stride: Step between consecutive frame numbers of the clip.
+        items: Per-frame data the converter needs to load each frame (usually paths).
+        extra: JSON-serialisable fields copied into the clip metadata, e.g. ``"intrinsics"``
+            ``[fx, fy, cx, cy]`` in pixels of the stored resolution.
+    """
+
+    dataset: str
+    scene: str
+    frame_ids: list[int]
+    stride: int
+    items: list[Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Sample key of the clip in the shards."""
+        return make_key(self.dataset, self.scene, self.frame_ids[0])
+
+
+@dataclass
+class SceneFrames:
+    """All frames of one scene, before they are cut into clips.
+
+    Attributes:
+        scene: Scene name.
+        frame_ids: Frame numbers in temporal order.
+        items: Per-frame data (paths), one per frame id.
+        extra: Metadata shared by every clip of the scene (e.g. intrinsics).
+    """
+
+    scene: str
+    frame_ids: list[int]
+    items: list[Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Converter(ABC):
+    """Base of the dataset converters.
+
+    Subclasses set ``name``, ``splits``, ``units`` (one line: raw values -> metres, sky, invalid)
+    and ``layout`` (the expected raw folder layout, shown in errors), list the paths under the
+    root that must exist in ``required``, and implement :meth:`list_clips` and :meth:`load_frame`.
+
+    Args:
+        root: Raw dataset folder.
+
+    Raises:
+        FileNotFoundError: ``root`` or one of ``required`` is missing; the message names it and
+            shows the expected layout.
+    """
+
+    name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]]
+    units: ClassVar[str]
+    layout: ClassVar[str]
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.skipped_scenes: list[str] = []
+        if not self.root.is_dir():
+            raise self.layout_error(self.root, "the raw dataset folder")
+        for relative in self.required:
+            if not (self.root / relative).exists():
+                raise self.layout_error(self.root / relative, f"'{relative}'")
+
+    def layout_error(self, missing: Path, what: str) -> FileNotFoundError:
+        """Build the error for a raw folder that does not have the expected layout.
+
+        Args:
+            missing: The path that was expected.
+            what: Short description of it (e.g. ``"'frames_cleanpass'"``).
+
+        Returns:
+            A FileNotFoundError naming the missing path and showing ``layout``.
+        """
+        return FileNotFoundError(
+            f"{self.name}: {what} not found at {missing}. Point --root at the folder laid out "
+            f"like this:\n{self.layout}"
+        )
+
+    def check_split(self, split: str) -> None:
+        """Raise a ValueError naming the known splits when ``split`` is not one of them."""
+        if split not in self.splits:
+            raise ValueError(
+                f"{self.name} has no split '{split}'; known splits: {', '.join(self.splits)}"
+            )
+
+    @abstractmethod
+    def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
+        """List the clips of a split, in a deterministic order, without decoding pixels.
+
+        Args:
+            split: One of ``splits``.
+            clip_length: Frames per clip.
+            stride: Step between the frames of a clip.
+
+        Returns:
+            The clips; scenes shorter than one clip are skipped and named in ``skipped_scenes``.
+        """
+
+    @abstractmethod
+    def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode frame ``index`` (0-based within the clip) of a clip.
+
+        Returns:
+            RGB (H, W, 3) uint8 and depth (H, W) float32 in metres, +inf sky, NaN invalid.
+        """
+
+    def window_clips(
+        self, scenes: Iterable[SceneFrames], clip_length: int, stride: int
+    ) -> list[ClipSpec]:
+        """Cut scenes into non-overlapping clips of ``clip_length`` frames every ``stride``.
+
+        Clip ``k`` of a scene takes the frames at positions ``k*clip_length*stride + j*stride``,
+        ``j < clip_length``: no frame is in two clips. Frames left over at the end of a scene are
+        dropped; a scene with fewer than ``(clip_length-1)*stride + 1`` frames gives no clip, is
+        recorded in ``skipped_scenes`` and reported in one warning.
+
+        Args:
+            scenes: Scenes in the order their clips should appear.
+            clip_length: Frames per clip (>= 1).
+            stride: Step between the frames of a clip (>= 1).
+
+        Returns:
+            The clips, scene by scene, in temporal order.
+        """
+        if clip_length < 1 or stride < 1:
+            raise ValueError(f"clip_length and stride must be >= 1, got {clip_length}, {stride}")
+        span = (clip_length - 1) * stride + 1
+        clips: list[ClipSpec] = []
+        self.skipped_scenes = []
+        for scene in scenes:
+            if len(scene.frame_ids) < span:
+                self.skipped_scenes.append(scene.scene)
+                continue
+            for start in range(0, len(scene.frame_ids) - span + 1, clip_length * stride):
+                positions = range(start, start + span, stride)
+                clips.append(
+                    ClipSpec(
+                        dataset=self.name,
+                        scene=scene.scene,
+                        frame_ids=[scene.frame_ids[p] for p in positions],
+                        stride=stride,
+                        items=[scene.items[p] for p in positions],
+                        extra=dict(scene.extra),
+                    )
+                )
+        if self.skipped_scenes:
+            log.warning(
+                "%s: skipped %d scene(s) with fewer than %d frames (clip_length=%d, stride=%d): %s",
+                self.name,
+                len(self.skipped_scenes),
+                span,
+                clip_length,
+                stride,
+                ", ".join(self.skipped_scenes),
+            )
+        return clips
+
+    def load_clip(self, spec: ClipSpec) -> Clip:
+        """Load every frame of a clip and build its metadata.
+
+        Raises:
+            ValueError: Frames of the clip differ in size, or depth and RGB sizes differ.
+        """
+        loaded = [self.load_frame(spec, i) for i in range(len(spec.items))]
+        height, width = loaded[0][1].shape[:2]
+        sizes = {(rgb.shape, depth.shape) for rgb, depth in loaded}
+        if sizes != {((height, width, 3), (height, width))}:
+            raise ValueError(
+                f"{self.name}: clip {spec.key} (scene {spec.scene}, frames {spec.frame_ids}) "
+                f"has RGB/depth shapes {sorted(sizes)}; every frame must be (H, W, 3) RGB with "
+                "(H, W) depth of one size"
+            )
+        extra = dict(spec.extra)
+        meta = make_meta(
+            spec.dataset,
+            spec.scene,
+            spec.frame_ids,
+            spec.stride,
+            extra.pop("intrinsics", None),
+            **extra,
+        )
+        return Clip(
+            key=spec.key,
+            meta=meta,
+            frames=np.stack([rgb for rgb, _ in loaded]).astype(np.uint8),  # (T, H, W, 3)
+            depth=np.stack([depth for _, depth in loaded]).astype(np.float32),  # (T, H, W) m
+        )
+
+
+def numbered_files(folder: Path, pattern: str) -> dict[int, Path]:
+    """Files of ``folder`` whose name fully matches ``pattern``, by frame number.
+
+    Args:
+        folder: Folder to list (not recursive).
+        pattern: Regular expression whose first group is the frame number, e.g.
+            ``r"frame_left_(\\d+)\\.png"``.
+
+    Returns:
+        ``{frame number: path}`` sorted by frame number.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"expected folder {folder} does not exist")
+    regex = re.compile(pattern)
+    found = {}
+    for path in folder.iterdir():
+        match = regex.fullmatch(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def frames_with_depth(rgb: dict[int, Path], depth: dict[int, Path], scene: str) -> list[int]:
+    """Frame numbers of a scene, checking that every RGB frame has its depth file.
+
+    Raises:
+        FileNotFoundError: Some RGB frames have no depth; names the first missing ones.
+    """
+    missing = sorted(set(rgb) - set(depth))
+    if missing:
+        raise FileNotFoundError(
+            f"scene {scene}: {len(missing)} RGB frame(s) have no depth file (frames "
+            f"{missing[:5]}, e.g. for {rgb[missing[0]]}); the download is incomplete: "
+            "re-download or unpack the depth archive of this scene"
+        )
+    return sorted(rgb)
+
+
+def metric_depth(
+    depth_m: np.ndarray, sky: np.ndarray | None = None, sky_beyond_m: float = FLOAT16_MAX_M
+) -> np.ndarray:
+    """Bring a depth map in metres to the shard conventions (+inf sky, NaN invalid).
+
+    Args:
+        depth_m: (H, W) depth in metres.
+        sky: Optional (H, W) bool mask of sky pixels.
+        sky_beyond_m: Depths above this (and +inf) count as sky; the default, the float16
+            maximum, only catches values the shards cannot store as finite.
+
+    Returns:
+        (H, W) float32 metres: +inf for sky, NaN where the depth is NaN, -inf or <= 0.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32).copy()
+    invalid = np.isnan(depth) | (depth <= 0)
+    far = depth > sky_beyond_m  # +inf included
+    if sky is not None:
+        far |= sky
+    depth[invalid] = np.nan
+    depth[far] = np.inf
+    return depth
+
+
+CONVERTERS: dict[str, type[Converter]] = {}
+"""Registered converters by name (filled by importing ``datamodules.convert``)."""
+
+
+def register(cls: type[Converter]) -> type[Converter]:
+    """Class decorator adding a converter to :data:`CONVERTERS` under ``cls.name``.
+
+    Raises:
+        TypeError: The class lacks ``name``, ``splits``, ``units`` or ``layout``.
+        ValueError: Another class is already registered under the same name.
+    """
+    missing = [attr for attr in ("name", "splits", "units", "layout") if not hasattr(cls, attr)]
+    if missing:
+        raise TypeError(f"converter {cls.__qualname__} must set {', '.join(missing)}")
+    other = CONVERTERS.get(cls.name)
+    if other is not None and other is not cls:
+        raise ValueError(
+            f"converter name '{cls.name}' is taken by {other.__module__}.{other.__qualname__}"
+        )
+    CONVERTERS[cls.name] = cls
+    return cls
+
+
+def get_converter(name: str) -> type[Converter]:
+    """Return the converter class registered as ``name``.
+
+    Raises:
+        ValueError: Unknown name; the message lists the known names.
+    """
+    if name not in CONVERTERS:
+        raise ValueError(
+            f"unknown converter '{name}'; known converters: {', '.join(sorted(CONVERTERS))}"
+        )
+    return CONVERTERS[name]

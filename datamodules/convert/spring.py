@@ -1,0 +1,106 @@
+"""Spring (Mehl et al., CVPR 2023; Blender-rendered stereo video) -> clip shards.
+
+Raw layout (``--root`` is the folder holding ``train/``)::
+
+    ROOT/train/0001/frame_left/frame_left_0001.png     RGB, 1920x1080, frames numbered from 1
+    ROOT/train/0001/disp1_left/disp1_left_0001.dsp5    HDF5, dataset "disparity", 3840x2160
+    ROOT/train/0001/cam_data/intrinsics.txt            one line per frame: fx fy cx cy (pixels)
+    ROOT/train/0002/...
+
+Units: Spring gives disparity, not depth. The ground truth has twice the image resolution in
+each direction; it is subsampled to the image grid by taking every second row and column
+(``disparity[::2, ::2]``, the top-left sample of each 2x2 block, as the FlashDepth reference
+does; averaging would blend foreground and background at depth edges). Depth follows from the
+stereo geometry: ``depth_m = fx * 0.065 / disparity`` with the 0.065 m baseline and the frame's
+own ``fx`` (pixels of the 1920x1080 images). Disparity 0 is sky (+inf); NaN or negative
+disparity is invalid (NaN); depth beyond the float16 range (> 65504 m) counts as sky.
+
+Intrinsics: the first frame's ``[fx, fy, cx, cy]`` of each clip. Split: ``train`` (the only
+Spring split with ground truth), left camera.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from datamodules.convert.base import (
+    ClipSpec,
+    Converter,
+    SceneFrames,
+    frames_with_depth,
+    metric_depth,
+    numbered_files,
+    register,
+)
+from datamodules.convert.readers import read_hdf5, read_rgb
+
+SPRING_BASELINE_M = 0.065
+
+
+@register
+class SpringConverter(Converter):
+    """Spring training scenes (left camera) -> clips; see the module docstring."""
+
+    name: ClassVar[str] = "spring"
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+    units: ClassVar[str] = (
+        "disparity[::2, ::2] (2x GT resolution) -> depth_m = fx * 0.065 / disparity; "
+        "disparity 0 = sky (+inf); NaN, < 0 invalid"
+    )
+    layout: ClassVar[str] = (
+        "ROOT/train/0001/frame_left/frame_left_0001.png\n"
+        "ROOT/train/0001/disp1_left/disp1_left_0001.dsp5\n"
+        "ROOT/train/0001/cam_data/intrinsics.txt"
+    )
+    required: ClassVar[tuple[str, ...]] = ("train",)
+
+    def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
+        """Clips of every training scene; items carry each frame's intrinsics."""
+        self.check_split(split)
+        scenes = []
+        for scene_dir in sorted(p for p in (self.root / split).iterdir() if p.is_dir()):
+            rgb = numbered_files(scene_dir / "frame_left", r"frame_left_(\d+)\.png")
+            disparity = numbered_files(scene_dir / "disp1_left", r"disp1_left_(\d+)\.dsp5")
+            ids = frames_with_depth(rgb, disparity, f"{self.name}/{scene_dir.name}")
+            intrinsics = self._intrinsics(scene_dir / "cam_data" / "intrinsics.txt", ids)
+            items = [(rgb[i], disparity[i], intrinsics[i]) for i in ids]
+            scenes.append(SceneFrames(scene_dir.name, ids, items))
+        clips = self.window_clips(scenes, clip_length, stride)
+        for clip in clips:
+            clip.extra["intrinsics"] = clip.items[0][2]
+        return clips
+
+    def _intrinsics(self, path: Path, frame_ids: list[int]) -> dict[int, list[float]]:
+        """``{frame number: [fx, fy, cx, cy]}`` from a scene's intrinsics.txt (line n = frame n)."""
+        if not path.is_file():
+            raise self.layout_error(path, "the camera intrinsics file (needed for fx)")
+        try:
+            table = np.loadtxt(path, ndmin=2, dtype=np.float64)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a table of 'fx fy cx cy' lines ({error})") from error
+        if table.shape[1] != 4 or (frame_ids and table.shape[0] < max(frame_ids)):
+            raise ValueError(
+                f"{path} has shape {table.shape}; expected one 'fx fy cx cy' line for each of "
+                f"the {max(frame_ids, default=0)} frames of the scene"
+            )
+        return {i: [float(v) for v in table[i - 1]] for i in frame_ids}
+
+    def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB and depth in metres from the subsampled disparity of frame ``index``."""
+        rgb_path, disparity_path, (fx, _, _, _) = spec.items[index]
+        rgb = read_rgb(rgb_path)
+        disparity = read_hdf5(disparity_path, "disparity").astype(np.float32)
+        height, width = rgb.shape[:2]
+        if disparity.shape == (2 * height, 2 * width):
+            disparity = disparity[::2, ::2]  # (2H, 2W) -> (H, W), top-left of each 2x2 block
+        elif disparity.shape != (height, width):
+            raise ValueError(
+                f"{disparity_path} holds disparity of shape {disparity.shape}; expected "
+                f"{(2 * height, 2 * width)} (twice the image {rgb_path} size) or {(height, width)}"
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth_m = fx * SPRING_BASELINE_M / disparity  # 0 -> +inf (sky), < 0 -> invalid
+        return rgb, metric_depth(depth_m, sky=disparity == 0)

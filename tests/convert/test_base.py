@@ -1,0 +1,197 @@
+"""Tests of the converter base: clip windows, clip loading, registry, layout errors, helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import datamodules.convert as convert_package
+from datamodules.convert import base
+from datamodules.convert.base import (
+    ClipSpec,
+    Converter,
+    SceneFrames,
+    frames_with_depth,
+    get_converter,
+    metric_depth,
+    numbered_files,
+)
+
+HEIGHT, WIDTH = 6, 8
+
+
+class ToyConverter(Converter):
+    """In-memory scenes ``a`` (5 frames), ``b`` (3), ``c`` (1); depth of frame i is i+1 m."""
+
+    name: ClassVar[str] = "toy"
+    splits: ClassVar[tuple[str, ...]] = ("train",)
+    units: ClassVar[str] = "frame number + 1 = metres; pixel (0, 0) sky, (0, 1) invalid"
+    layout: ClassVar[str] = "ROOT/scenes/"
+    required: ClassVar[tuple[str, ...]] = ("scenes",)
+    lengths: ClassVar[dict[str, int]] = {"a": 5, "b": 3, "c": 1}
+
+    def __init__(self, root: str | Path, fail_on: str | None = None) -> None:
+        super().__init__(root)
+        self.loaded: list[str] = []
+        self.fail_on = fail_on
+
+    def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
+        self.check_split(split)
+        scenes = [
+            SceneFrames(name, list(range(10, 10 + n)), [f"{name}{i}" for i in range(n)])
+            for name, n in self.lengths.items()
+        ]
+        clips = self.window_clips(scenes, clip_length, stride)
+        for clip in clips:
+            clip.extra["intrinsics"] = [100.0, 101.0, 4.0, 3.0]
+        return clips
+
+    def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if spec.key == self.fail_on:
+            raise OSError(f"cannot read {spec.items[index]}")
+        if index == 0:
+            self.loaded.append(spec.key)
+        frame_id = spec.frame_ids[index]
+        rgb = np.full((HEIGHT, WIDTH, 3), frame_id * 10, dtype=np.uint8)
+        depth = np.full((HEIGHT, WIDTH), frame_id + 1.0, dtype=np.float32)
+        depth[0, 0], depth[0, 1] = np.inf, np.nan
+        return rgb, depth
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> ToyConverter:
+    (tmp_path / "raw" / "scenes").mkdir(parents=True)
+    return ToyConverter(tmp_path / "raw")
+
+
+def test_windows_are_non_overlapping_and_short_scenes_are_skipped(toy: ToyConverter) -> None:
+    clips = toy.list_clips("train", clip_length=2, stride=1)
+    assert [(c.scene, c.frame_ids) for c in clips] == [
+        ("a", [10, 11]),
+        ("a", [12, 13]),
+        ("b", [10, 11]),
+    ]
+    assert clips[1].items == ["a2", "a3"]
+    assert toy.skipped_scenes == ["c"]
+
+
+def test_windows_with_stride_take_every_other_frame(toy: ToyConverter) -> None:
+    clips = toy.list_clips("train", clip_length=2, stride=2)
+    assert [(c.scene, c.frame_ids, c.stride) for c in clips] == [
+        ("a", [10, 12], 2),
+        ("b", [10, 12], 2),
+    ]
+    assert toy.skipped_scenes == ["c"]
+    clips = toy.list_clips("train", clip_length=3, stride=2)
+    assert [c.frame_ids for c in clips] == [[10, 12, 14]]
+    assert toy.skipped_scenes == ["b", "c"]
+
+
+def test_bad_window_sizes_are_refused(toy: ToyConverter) -> None:
+    with pytest.raises(ValueError, match="clip_length and stride must be >= 1"):
+        toy.list_clips("train", clip_length=0)
+
+
+def test_clip_key_and_loaded_clip(toy: ToyConverter) -> None:
+    spec = toy.list_clips("train", clip_length=2)[1]
+    assert spec.key == "toy_a_000012"
+    clip = toy.load_clip(spec)
+    assert clip.key == "toy_a_000012"
+    assert clip.frames.shape == (2, HEIGHT, WIDTH, 3) and clip.frames.dtype == np.uint8
+    assert clip.depth.shape == (2, HEIGHT, WIDTH) and clip.depth.dtype == np.float32
+    assert clip.depth[1, 3, 3] == 14.0
+    assert clip.meta == {
+        "dataset": "toy",
+        "scene": "a",
+        "frame_ids": [12, 13],
+        "stride": 1,
+        "intrinsics": [100.0, 101.0, 4.0, 3.0],
+        "depth_units": "m",
+        "format_version": 1,
+    }
+
+
+def test_load_clip_refuses_mixed_sizes(toy: ToyConverter, monkeypatch) -> None:
+    spec = toy.list_clips("train", clip_length=2)[0]
+    original = toy.load_frame
+
+    def uneven(spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rgb, depth = original(spec, index)
+        return (rgb, depth) if index == 0 else (rgb[:-1], depth[:-1])
+
+    monkeypatch.setattr(toy, "load_frame", uneven)
+    with pytest.raises(ValueError, match=r"clip toy_a_000010 .* shapes"):
+        toy.load_clip(spec)
+
+
+def test_unknown_split_lists_known_splits(toy: ToyConverter) -> None:
+    with pytest.raises(ValueError, match="toy has no split 'test'; known splits: train"):
+        toy.list_clips("test", clip_length=2)
+
+
+def test_missing_root_and_missing_subfolder_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="raw dataset folder not found") as error:
+        ToyConverter(tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(error.value)
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(FileNotFoundError, match="'scenes' not found") as error:
+        ToyConverter(tmp_path / "raw")
+    assert str(tmp_path / "raw" / "scenes") in str(error.value)
+    assert "ROOT/scenes/" in str(error.value)
+
+
+def test_registry_holds_the_ten_converters_and_names_known_ones() -> None:
+    names = set(convert_package.CONVERTERS)
+    training = {"mvs_synth", "spring", "tartanair", "pointodyssey", "dynamic_replica"}
+    evaluation = {"sintel", "eth3d", "waymo", "unrealstereo4k", "urbansyn"}
+    assert names == training | evaluation
+    for name in names:
+        cls = get_converter(name)
+        assert cls.name == name and cls.units and cls.layout and cls.splits
+    with pytest.raises(ValueError, match="unknown converter 'kitti'; known converters: ") as error:
+        get_converter("kitti")
+    assert all(name in str(error.value) for name in names)
+
+
+def test_register_refuses_a_second_class_with_the_same_name(monkeypatch) -> None:
+    monkeypatch.setattr(base, "CONVERTERS", {})
+    base.register(ToyConverter)
+    assert base.get_converter("toy") is ToyConverter
+
+    class OtherToy(ToyConverter):
+        pass
+
+    with pytest.raises(ValueError, match="converter name 'toy' is taken"):
+        base.register(OtherToy)
+
+
+def test_numbered_files_and_missing_depth_is_named(tmp_path: Path) -> None:
+    for name in ("frame_2.png", "frame_10.png", "frame_1.png", "notes.txt"):
+        (tmp_path / "rgb" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "rgb" / name).touch()
+    rgb = numbered_files(tmp_path / "rgb", r"frame_(\d+)\.png")
+    assert list(rgb) == [1, 2, 10]
+    assert rgb[10] == tmp_path / "rgb" / "frame_10.png"
+    depth = {1: Path("d1"), 2: Path("d2"), 10: Path("d10"), 11: Path("d11")}
+    assert frames_with_depth(rgb, depth, "scene") == [1, 2, 10]
+    with pytest.raises(FileNotFoundError, match=r"scene s: 1 RGB frame\(s\) have no depth.*\[2\]"):
+        frames_with_depth(rgb, {1: Path("d1"), 10: Path("d10")}, "s")
+    with pytest.raises(FileNotFoundError, match="expected folder"):
+        numbered_files(tmp_path / "missing", r"(\d+)")
+
+
+def test_metric_depth_marks_sky_and_invalid() -> None:
+    raw = np.array([[2.5, 0.0, -1.0], [np.nan, np.inf, 1500.0], [70000.0, 3.0, 4.0]])
+    sky = np.zeros((3, 3), dtype=bool)
+    sky[2, 2] = True
+    depth = metric_depth(raw, sky=sky, sky_beyond_m=1000.0)
+    assert depth.dtype == np.float32
+    assert depth[0, 0] == 2.5 and depth[2, 1] == 3.0
+    assert np.isnan(depth[0, 1]) and np.isnan(depth[0, 2]) and np.isnan(depth[1, 0])
+    assert np.isposinf(depth[1, 1]) and np.isposinf(depth[1, 2]) and np.isposinf(depth[2, 2])
+    assert np.isposinf(depth[2, 0])
+    assert np.isposinf(metric_depth(np.array([70000.0]))[0])  # beyond float16: sky by default
+    assert metric_depth(np.array([1500.0]))[0] == 1500.0
