@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--root", metavar="RAW", help="raw dataset folder, as downloaded")
     convert.add_argument("--out", metavar="DIR", help="output folder for the shards")
     convert.add_argument(
-        "--clip-length", type=int, default=32, metavar="L", help=f"frames per clip {_D}"
+        "--clip-length",
+        type=int,
+        default=32,
+        metavar="L",
+        help=f"frames per clip; 0 keeps each scene whole (evaluation sets) {_D}",
     )
     convert.add_argument("--stride", type=int, default=1, metavar="S", help=f"frame step {_D}")
     convert.add_argument("--split", help="split to convert (default: the converter's first)")

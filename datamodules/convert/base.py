@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datamodules.convert.writer import ConversionReport, convert
-from datamodules.format import FLOAT16_MAX_M, Clip, make_key, make_meta
+from datamodules.format import FLOAT16_MAX_M, MAX_FRAMES_PER_CLIP, Clip, make_key, make_meta
 
 __all__ = [
     "CONVERTERS",
@@ -168,25 +168,40 @@ class Converter(ABC):
         dropped; a scene with fewer than ``(clip_length-1)*stride + 1`` frames gives no clip, is
         recorded in ``skipped_scenes`` and reported in one warning.
 
+        ``clip_length=0`` keeps each scene whole (every ``stride``-th frame), the mode for
+        evaluation sets, whose metrics fit one scale and shift per video; scenes longer than
+        the format's ``MAX_FRAMES_PER_CLIP`` continue in further clips of the same scene.
+
         Args:
             scenes: Scenes in the order their clips should appear.
-            clip_length: Frames per clip (>= 1).
+            clip_length: Frames per clip (>= 1), or 0 for whole scenes.
             stride: Step between the frames of a clip (>= 1).
 
         Returns:
             The clips, scene by scene, in temporal order.
         """
-        if clip_length < 1 or stride < 1:
-            raise ValueError(f"clip_length and stride must be >= 1, got {clip_length}, {stride}")
-        span = (clip_length - 1) * stride + 1
+        if clip_length < 0 or stride < 1:
+            raise ValueError(
+                f"clip_length must be >= 0 (0 = whole scenes) and stride >= 1, "
+                f"got {clip_length}, {stride}"
+            )
+        span = max(clip_length - 1, 0) * stride + 1
         clips: list[ClipSpec] = []
         self.skipped_scenes = []
         for scene in scenes:
             if len(scene.frame_ids) < span:
                 self.skipped_scenes.append(scene.scene)
                 continue
-            for start in range(0, len(scene.frame_ids) - span + 1, clip_length * stride):
-                positions = range(start, start + span, stride)
+            if clip_length == 0:
+                every = list(range(0, len(scene.frame_ids), stride))
+                windows = [
+                    every[i : i + MAX_FRAMES_PER_CLIP]
+                    for i in range(0, len(every), MAX_FRAMES_PER_CLIP)
+                ]
+            else:
+                starts = range(0, len(scene.frame_ids) - span + 1, clip_length * stride)
+                windows = [list(range(start, start + span, stride)) for start in starts]
+            for positions in windows:
                 clips.append(
                     ClipSpec(
                         dataset=self.name,

@@ -192,7 +192,8 @@ def convert(
     if not specs:
         raise ValueError(
             f"{converter.name}/{split}: no scene under {converter.root} has the "
-            f"{(clip_length - 1) * stride + 1} frames one clip needs (clip_length={clip_length}, "
+            f"{max(clip_length - 1, 0) * stride + 1} frames one clip needs "
+            f"(clip_length={clip_length}, "
             f"stride={stride}); lower --clip-length or check --root"
         )
     out = Path(out_dir)

@@ -91,8 +91,32 @@ def test_windows_with_stride_take_every_other_frame(toy: ToyConverter) -> None:
 
 
 def test_bad_window_sizes_are_refused(toy: ToyConverter) -> None:
-    with pytest.raises(ValueError, match="clip_length and stride must be >= 1"):
-        toy.list_clips("train", clip_length=0)
+    with pytest.raises(ValueError, match="clip_length must be >= 0"):
+        toy.list_clips("train", clip_length=-1)
+    with pytest.raises(ValueError, match="stride >= 1"):
+        toy.list_clips("train", clip_length=2, stride=0)
+
+
+def test_clip_length_zero_keeps_whole_scenes(toy: ToyConverter, monkeypatch) -> None:
+    clips = toy.list_clips("train", clip_length=0, stride=1)
+    assert [(c.scene, c.frame_ids) for c in clips] == [
+        ("a", [10, 11, 12, 13, 14]),
+        ("b", [10, 11, 12]),
+        ("c", [10]),
+    ]
+    assert [c.frame_ids for c in toy.list_clips("train", clip_length=0, stride=2)] == [
+        [10, 12, 14],
+        [10, 12],
+        [10],
+    ]
+    # scenes longer than the format's per-clip limit continue in further clips
+    monkeypatch.setattr("datamodules.convert.base.MAX_FRAMES_PER_CLIP", 2)
+    clips = toy.list_clips("train", clip_length=0)
+    assert [(c.scene, c.frame_ids) for c in clips][:3] == [
+        ("a", [10, 11]),
+        ("a", [12, 13]),
+        ("a", [14]),
+    ]
 
 
 def test_clip_key_and_loaded_clip(toy: ToyConverter) -> None:
