@@ -14,6 +14,7 @@ a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"frames per clip; 0 keeps each scene whole (evaluation sets) {_D}",
     )
     convert.add_argument("--stride", type=int, default=1, metavar="S", help=f"frame step {_D}")
+    convert.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="converter-specific option, repeatable (e.g. sintel: render_pass=final)",
+    )
     convert.add_argument("--split", help="split to convert (default: the converter's first)")
     convert.add_argument(
         "--clips-per-shard", type=int, default=16, metavar="K", help=f"clips per shard {_D}"
@@ -168,7 +176,8 @@ def _convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if missing:
         raise ValueError(f"convert needs {', '.join(missing)} (or --list); see --help")
     converter_class = get_converter(args.name)
-    converter = converter_class(args.root)
+    options = _parse_options(args.option, converter_class)
+    converter = converter_class(args.root, **options)
     report = convert(
         converter,
         args.out,
@@ -181,6 +190,25 @@ def _convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     print(report)
     return 0
+
+
+def _parse_options(pairs: list[str], converter_class: type) -> dict[str, str]:
+    """``KEY=VALUE`` pairs → keyword arguments the converter's constructor accepts."""
+    accepted = [
+        name
+        for name in inspect.signature(converter_class.__init__).parameters
+        if name not in ("self", "root")
+    ]
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in accepted:
+            raise ValueError(
+                f"--option {pair!r}: {converter_class.name} accepts "
+                f"{', '.join(f'{a}=VALUE' for a in accepted) or 'no options'}"
+            )
+        options[key] = value
+    return options
 
 
 def _inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -102,3 +102,24 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert "synth" in capsys.readouterr().out
     assert main(["inspect", "--help"]) == 0
     assert "sky" in capsys.readouterr().out
+
+
+def test_convert_options_reach_the_converter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, object] = {}
+
+    class Recorder:
+        name = "sintel"
+        splits = ("test",)
+
+        def __init__(self, root: str, render_pass: str = "clean") -> None:
+            seen["render_pass"] = render_pass
+            raise FileNotFoundError(f"{root}: stop here")
+
+    monkeypatch.setattr("datamodules.convert.get_converter", lambda name: Recorder)
+    args = ["convert", "sintel", "--root", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*args, "--option", "render_pass=final"]) == 2
+    assert seen == {"render_pass": "final"}
+    assert main([*args, "--option", "colour=blue"]) == 2
+    assert "sintel accepts render_pass=VALUE" in capsys.readouterr().err
