@@ -28,9 +28,13 @@ def test_release_s_layout_loads_strictly_with_values(flashdepth_s: torch.nn.Modu
     assert report.layout == "flashdepth-release"
     assert report.loaded == len(state) - 1  # all but the unused mask_token
     own = flashdepth_s.state_dict()
-    torch.testing.assert_close(own["temporal.blocks.2.mamba.A_log"], state["mamba.blocks.0.2.mamba.A_log"])
+    torch.testing.assert_close(
+        own["temporal.blocks.2.mamba.A_log"], state["mamba.blocks.0.2.mamba.A_log"]
+    )
     torch.testing.assert_close(own["temporal_out.1.weight"], state["mamba.final_layer.1.weight"])
-    torch.testing.assert_close(own["pretrained.blocks.11.ls2.gamma"], state["pretrained.blocks.11.ls2.gamma"])
+    torch.testing.assert_close(
+        own["pretrained.blocks.11.ls2.gamma"], state["pretrained.blocks.11.ls2.gamma"]
+    )
     torch.testing.assert_close(
         own["depth_head.scratch.refinenet4.resConfUnit1.conv1.weight"],
         state["depth_head.scratch.refinenet4.resConfUnit1.conv1.weight"],
@@ -110,7 +114,9 @@ def test_own_and_lightning_checkpoints_round_trip(tmp_path, flashdepth_s: torch.
         for p in source.parameters():
             p.add_(torch.randn_like(p))
     ckpt = {
-        "state_dict": collections.OrderedDict(("model." + k, v) for k, v in source.state_dict().items()),
+        "state_dict": collections.OrderedDict(
+            ("model." + k, v) for k, v in source.state_dict().items()
+        ),
         "pytorch-lightning_version": "2.6.6",
         "global_step": 3,
     }

@@ -100,7 +100,12 @@ def _depth_anything(encoder: str) -> Callable[[], nn.Module]:
     return lambda: DepthAnythingV2(encoder)
 
 
-for _encoder, _label in (("vits", "ViT-S"), ("vitb", "ViT-B"), ("vitl", "ViT-L"), ("vitg", "ViT-G")):
+for _encoder, _label in (
+    ("vits", "ViT-S"),
+    ("vitb", "ViT-B"),
+    ("vitl", "ViT-L"),
+    ("vitg", "ViT-G"),
+):
     register_model(
         f"depth-anything-v2-{_encoder}",
         f"Depth Anything V2 {_label}, per frame",

@@ -1,0 +1,73 @@
+"""GRUTemporal: the ConvGRU equations, the empty initial state and grid checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from flashdepth.temporal.gru import GRUTemporal
+
+
+def reference_gru(gru: GRUTemporal, x: Tensor, h: Tensor) -> Tensor:
+    """r, u = sigmoid(W_g * [x, h]); n = tanh(W_n * [x, r h]); h' = (1 - u) h + u n."""
+    pad = gru.conv_gates.kernel_size[0] // 2
+    gates = torch.sigmoid(
+        F.conv2d(torch.cat([x, h], 1), gru.conv_gates.weight, gru.conv_gates.bias, padding=pad)
+    )
+    r, u = gates[:, : gru.hidden_dim], gates[:, gru.hidden_dim :]
+    n = torch.tanh(
+        F.conv2d(
+            torch.cat([x, r * h], 1),
+            gru.conv_candidate.weight,
+            gru.conv_candidate.bias,
+            padding=pad,
+        )
+    )
+    return (1 - u) * h + u * n
+
+
+def test_step_follows_the_gru_equations() -> None:
+    gru = GRUTemporal(8, kernel_size=3)
+    x, h = torch.randn(2, 8, 5, 6), torch.randn(2, 8, 5, 6)
+    out, new_h = gru.step(x, h)
+    expected = reference_gru(gru, x, h)
+    torch.testing.assert_close(new_h, expected)
+    torch.testing.assert_close(out, expected)  # hidden_dim == dim: the output is h itself
+
+
+def test_empty_initial_state_means_zeros() -> None:
+    gru = GRUTemporal(8)
+    state = gru.init_state(3)
+    assert state.shape == (3, 8, 0, 0)
+    x = torch.randn(3, 8, 4, 7)
+    out, hidden = gru.step(x, state)
+    assert hidden.shape == (3, 8, 4, 7)
+    torch.testing.assert_close(out, reference_gru(gru, x, torch.zeros(3, 8, 4, 7)))
+
+
+def test_hidden_width_other_than_dim_projects_back() -> None:
+    gru = GRUTemporal(8, hidden_dim=12, kernel_size=5)
+    x = torch.randn(1, 8, 4, 4)
+    out, hidden = gru.step(x, gru.init_state(1))
+    assert out.shape == (1, 8, 4, 4) and hidden.shape == (1, 12, 4, 4)
+    torch.testing.assert_close(out, gru.out_proj(reference_gru(gru, x, torch.zeros(1, 12, 4, 4))))
+    assert GRUTemporal(8).out_proj is None
+
+
+def test_grid_size_change_is_reported_with_both_sizes() -> None:
+    gru = GRUTemporal(8)
+    _, hidden = gru.step(torch.randn(1, 8, 4, 7), gru.init_state(1))
+    with pytest.raises(ValueError, match=r"\(4, 7\) does not match .* \(5, 7\)"):
+        gru.step(torch.randn(1, 8, 5, 7), hidden)
+
+
+def test_bad_configuration_and_inputs_are_reported() -> None:
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        GRUTemporal(8, kernel_size=4)
+    gru = GRUTemporal(8)
+    with pytest.raises(ValueError, match="got features with 4 channels"):
+        gru.step(torch.randn(1, 4, 3, 3), gru.init_state(1))
+    with pytest.raises(ValueError, match=r"\(B, hidden_dim\) = \(2, 8\)"):
+        gru.step(torch.randn(2, 8, 3, 3), gru.init_state(1))
