@@ -1,0 +1,213 @@
+"""``TrainWindows``: the endless, resampled, mixed, shuffled and augmented training stream."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from itertools import islice
+
+import torch
+import webdataset
+from torch.utils.data import IterableDataset
+
+from datamodules.augment import ClipAugment
+from datamodules.format import ShardFormatError, check_meta, decode_clip, frame_field
+from datamodules.samples import depth_targets, describe_problem, make_sample
+from datamodules.shards import SkipCounter, read_shard, worker_position
+
+#: Shard draws in a row without one usable window before a training set is declared unusable.
+_MAX_FRUITLESS_DRAWS = 64
+#: Windows in a row that fail to decode before training gives up instead of spinning forever.
+_MAX_FAILED_WINDOWS = 1000
+
+
+class TrainWindows(IterableDataset):
+    """Endless training windows, ``batches_per_rank * batch_size`` of them per epoch and rank.
+
+    Per DataLoader worker: each set draws shards with replacement
+    (:class:`webdataset.ResampledShards`) from a generator seeded by (seed, set, rank, worker,
+    epoch), so ranks and workers read different streams; each stored clip is cut into
+    ``count // span`` non-overlapping windows of ``clip_length`` frames at a stride drawn per
+    clip from that set's strides (span = ``(clip_length - 1) * stride + 1``, random offset);
+    sets are mixed by weight; the still-encoded windows pass a shuffle buffer; then they are
+    decoded and augmented. The rank's batches are split over its workers, each worker yielding
+    whole batches, so the DataLoader gives exactly ``batches_per_rank`` batches per epoch
+    (webdataset's ``with_epoch``, made exact for several workers).
+
+    Args:
+        sets: Shard files of each training set.
+        weights: Mixing weight of each set.
+        strides: Strides to draw from, per set.
+        clip_length: Frames per window.
+        augment: Crop/flip/colour transform giving the training size.
+        shuffle_buffer: Windows held by the shuffle buffer (still encoded: a fraction of their
+            decoded size).
+        batches_per_rank: Batches per epoch on this rank.
+        batch_size: Samples per batch.
+        rank: This process's rank (taken in the main process, where it is known).
+        seed: Base seed.
+    """
+
+    def __init__(
+        self,
+        sets: list[list[str]],
+        weights: list[float],
+        strides: list[list[int]],
+        clip_length: int,
+        augment: ClipAugment,
+        shuffle_buffer: int,
+        batches_per_rank: int,
+        batch_size: int,
+        rank: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.sets, self.weights, self.strides = sets, weights, strides
+        self.clip_length, self.augment = clip_length, augment
+        self.shuffle_buffer = shuffle_buffer
+        self.batches_per_rank, self.batch_size = batches_per_rank, batch_size
+        self.rank, self.seed = rank, seed
+        self.epoch = 0  # advanced by the DataLoader in the main process (fresh workers)
+        self._iterations = 0  # advanced here (persistent workers, num_workers=0)
+
+    def __len__(self) -> int:
+        return self.batches_per_rank * self.batch_size
+
+    def __iter__(self) -> Iterator[dict]:
+        worker, num_workers = worker_position()
+        self._iterations += 1
+        stream_seed = webdataset.utils.make_seed(
+            self.seed, self.rank, worker, self.epoch, self._iterations
+        )
+        rng = random.Random(stream_seed)
+        generator = torch.Generator().manual_seed(stream_seed)
+        counter = SkipCounter()
+        sources = [
+            self._set_windows(index, rng.getrandbits(31), counter)
+            for index in range(len(self.sets))
+        ]
+        shuffle = webdataset.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)
+        windows = shuffle(_mix(sources, self.weights, rng))
+        samples = (self._decode(window, counter, generator) for window in windows)
+        batches = self.batches_per_rank // num_workers
+        batches += worker < self.batches_per_rank % num_workers
+        return islice(_usable(samples), batches * self.batch_size)
+
+    def _set_windows(self, index: int, seed: int, counter: SkipCounter) -> Iterator[dict]:
+        """Encoded windows of one set, endlessly, from resampled shards."""
+        rng = random.Random(seed)
+        shards = webdataset.ResampledShards(
+            self.sets[index], seed=seed, worker_seed=lambda: 0, deterministic=True
+        )
+        fruitless = 0
+        for draw in shards:
+            windows = 0
+            for raw in read_shard(draw["url"], counter):
+                try:
+                    cut = self._cut(raw, self.strides[index], rng)
+                except ShardFormatError as error:
+                    counter.skip(raw["__url__"], raw["__key__"], describe_problem(error))
+                    continue
+                windows += len(cut)
+                yield from cut
+            fruitless = 0 if windows else fruitless + 1
+            if fruitless >= _MAX_FRUITLESS_DRAWS:
+                raise RuntimeError(
+                    f"training set {index} gave no usable window in {fruitless} shard draws "
+                    f"(e.g. {draw['url']}): its shards are corrupt or empty, or its clips are "
+                    f"shorter than clip_length={self.clip_length} at strides {self.strides[index]}"
+                )
+
+    def _cut(self, raw: dict, strides: list[int], rng: random.Random) -> list[dict]:
+        """Cut windows (still encoded, frames renumbered from 000) out of one stored clip."""
+        shard, key = raw["__url__"], raw["__key__"]
+        meta = _read_meta(raw)
+        count = len(meta["frame_ids"])
+        needed = [frame_field(t, kind) for t in range(count) for kind in ("jpg", "depth.npz")]
+        missing = [name for name in needed if name not in raw]
+        if missing:
+            raise ShardFormatError(
+                f"missing ({len(missing)} field(s) absent; every frame in frame_ids needs a .jpg "
+                "and a .depth.npz)",
+                shard,
+                key,
+                missing[0],
+            )
+        fitting = [s for s in strides if (self.clip_length - 1) * s + 1 <= count]
+        if not fitting:
+            raise ShardFormatError(
+                f"{count} frames cannot hold a window of clip_length={self.clip_length} at "
+                f"strides {strides}; lower clip_length or store longer clips",
+                shard,
+                key,
+                "json",
+            )
+        stride = rng.choice(fitting)
+        span = (self.clip_length - 1) * stride + 1
+        windows = count // span
+        offset = rng.randint(0, count - windows * span)
+        cut = []
+        for start in range(offset, offset + windows * span, span):
+            frames = list(range(start, start + span, stride))
+            window_meta = dict(meta, frame_ids=[meta["frame_ids"][t] for t in frames])
+            window_meta["stride"] = meta["stride"] * stride
+            window = {"__key__": key, "__url__": shard, "__frames__": frames}
+            window["json"] = json.dumps(window_meta).encode("utf-8")
+            for new, old in enumerate(frames):
+                for kind in ("jpg", "depth.npz"):
+                    window[frame_field(new, kind)] = raw[frame_field(old, kind)]
+            cut.append(window)
+        return cut
+
+    def _decode(
+        self, window: dict, counter: SkipCounter, generator: torch.Generator
+    ) -> dict | None:
+        """Decode and augment one window; ``None`` (counted) when a field is corrupt."""
+        try:
+            clip = decode_clip(window)
+        except ShardFormatError as error:
+            problem = describe_problem(error, window["__frames__"])
+            counter.skip(window["__url__"], window["__key__"], problem)
+            return None
+        image = torch.from_numpy(clip.frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+        image, depth_m = self.augment(image, torch.from_numpy(clip.depth), generator=generator)
+        inverse_depth, valid = depth_targets(depth_m)
+        return make_sample(clip.key, clip.meta, image, inverse_depth, valid, counter.take())
+
+
+def _usable(samples: Iterator[dict | None]) -> Iterator[dict]:
+    """Drop failed samples (``None``); stop with an error when nothing decodes any more."""
+    failures = 0
+    for sample in samples:
+        if sample is not None:
+            failures = 0
+            yield sample
+            continue
+        failures += 1
+        if failures >= _MAX_FAILED_WINDOWS:
+            raise RuntimeError(
+                f"{failures} training windows in a row failed to decode (see the "
+                "BadSampleWarning messages): the training shards are corrupt; check them with "
+                "`flashdepth data inspect`"
+            )
+
+
+def _mix(sources: list[Iterator[dict]], weights: list[float], rng: random.Random) -> Iterator[dict]:
+    """Endlessly take the next item of a source drawn by weight."""
+    indices = range(len(sources))
+    while True:
+        yield next(sources[rng.choices(indices, weights)[0]])
+
+
+def _read_meta(raw: dict) -> dict:
+    """The checked json metadata of a raw sample."""
+    shard, key = raw["__url__"], raw["__key__"]
+    if "json" not in raw:
+        raise ShardFormatError("missing; every sample needs KEY.json metadata", shard, key, "json")
+    try:
+        meta = json.loads(raw["json"])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ShardFormatError(f"not valid UTF-8 JSON ({error})", shard, key, "json") from error
+    check_meta(meta, key, shard)
+    return meta
