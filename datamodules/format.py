@@ -278,10 +278,11 @@ def decode_depth(data: bytes) -> np.ndarray:
         raise ValueError(f"depth must be float16, got {depth.dtype}")
     if depth.ndim != 2:
         raise ValueError(f"depth must be 2-D (H, W), got shape {depth.shape}")
+    depth = depth.astype(np.float32)  # reducing in float32 is ~10x faster than in float16
     nearest = float(np.fmin.reduce(depth, axis=None))  # ignores NaN
     if nearest <= 0:
         raise ValueError(f"depth {nearest} m; depths are > 0 m (NaN invalid, +inf sky)")
-    return depth.astype(np.float32)
+    return depth
 
 
 def encode_clip(clip: Clip, jpeg_quality: int = 95) -> dict[str, bytes | str]:
@@ -338,8 +339,9 @@ def decode_clip(sample: dict, shard: str | None = None) -> Clip:
     for t in range(count):
         rgb = _decode_jpeg(_field(sample, t, "jpg", count, shard), shard, key, t)
         field = frame_field(t, "depth.npz")
+        data = _field(sample, t, "depth.npz", count, shard)  # raises ShardFormatError itself
         try:
-            depth = decode_depth(_field(sample, t, "depth.npz", count, shard))
+            depth = decode_depth(data)
         except ValueError as error:
             raise ShardFormatError(str(error), shard, key, field) from error
         if depth.shape != rgb.shape[:2]:

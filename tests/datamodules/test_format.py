@@ -174,6 +174,7 @@ def test_decoder_names_shard_key_and_field(field: str, value: bytes | None, mess
         decode_clip(sample)
     text = str(raised.value)
     assert "shards/toy-000007.tar" in text and "toy_scene_000000" in text and repr(field) in text
+    assert text.count("shards/toy-000007.tar") == 1  # named once, not wrapped twice
     assert (raised.value.shard, raised.value.key, raised.value.field) == (
         "shards/toy-000007.tar",
         "toy_scene_000000",
