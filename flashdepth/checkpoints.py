@@ -43,6 +43,8 @@ RELEASE_PREFIXES = (
     ("hybrid_fusion.blocks.0.", "fusion.blocks."),
     ("teacher_model.", "teacher."),
 )
+#: DINOv2's SwiGLU names (ViT-G) and timm's, which the zoo's encoder uses.
+SWIGLU_RENAMES = ((".mlp.w12.", ".mlp.fc1."), (".mlp.w3.", ".mlp.fc2."))
 #: Official keys that the zoo does not use.
 UNUSED_KEYS = frozenset({"pretrained.mask_token", "teacher_model.pretrained.mask_token"})
 #: Parameter prefixes of the temporal module (absent from DAv2 checkpoints).
@@ -194,6 +196,8 @@ def to_zoo_keys(state: dict[str, Tensor], layout: str) -> dict[str, Tensor]:
                 if key.startswith(old):
                     key = new + key[len(old) :]
                     break
+        for old, new in SWIGLU_RENAMES:
+            key = key.replace(old, new)
         renamed[key] = value
     return renamed
 

@@ -32,9 +32,9 @@ def dav2_shapes(encoder: str) -> dict[str, tuple[int, ...]]:
         "pretrained.norm.weight": (embed,),
         "pretrained.norm.bias": (embed,),
     }
-    if encoder == "vitg":  # SwiGLU: w12 (2*4096, embed), w3 (embed, 4096) = timm fc1/fc2
-        mlp = {"mlp.fc1.weight": (8192, embed), "mlp.fc1.bias": (8192,)}
-        mlp |= {"mlp.fc2.weight": (embed, 4096), "mlp.fc2.bias": (embed,)}
+    if encoder == "vitg":  # DINOv2 SwiGLU: w12 (2*4096, embed), w3 (embed, 4096)
+        mlp = {"mlp.w12.weight": (8192, embed), "mlp.w12.bias": (8192,)}
+        mlp |= {"mlp.w3.weight": (embed, 4096), "mlp.w3.bias": (embed,)}
     else:
         mlp = {"mlp.fc1.weight": (4 * embed, embed), "mlp.fc1.bias": (4 * embed,)}
         mlp |= {"mlp.fc2.weight": (embed, 4 * embed), "mlp.fc2.bias": (embed,)}

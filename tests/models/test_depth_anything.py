@@ -6,69 +6,7 @@ import pytest
 import torch
 
 from flashdepth.models.depth_anything import DepthAnythingV2
-
-# The Depth Anything V2 table (DESIGN.md section 2), written independently of VIT_CONFIGS:
-# embed, blocks, DPT width, DPT out_channels
-DAV2 = {
-    "vits": (384, 12, 64, (48, 96, 192, 384)),
-    "vitb": (768, 12, 128, (96, 192, 384, 768)),
-    "vitl": (1024, 24, 256, (256, 512, 1024, 1024)),
-    "vitg": (1536, 40, 384, (1536, 1536, 1536, 1536)),
-}
-
-
-def official_layout(encoder: str) -> dict[str, tuple[int, ...]]:
-    """Every key and shape of an official ``depth_anything_v2_<encoder>.pth``."""
-    embed, blocks, width, out = DAV2[encoder]
-    keys: dict[str, tuple[int, ...]] = {
-        "pretrained.cls_token": (1, 1, embed),
-        "pretrained.pos_embed": (1, 1 + 37 * 37, embed),
-        "pretrained.mask_token": (1, embed),
-        "pretrained.patch_embed.proj.weight": (embed, 3, 14, 14),
-        "pretrained.patch_embed.proj.bias": (embed,),
-        "pretrained.norm.weight": (embed,),
-        "pretrained.norm.bias": (embed,),
-    }
-    if encoder == "vitg":  # DINOv2 SwiGLU, hidden 4096, packed gate+value
-        mlp = {"w12": (8192, 1536), "w3": (1536, 4096)}
-    else:
-        mlp = {"fc1": (4 * embed, embed), "fc2": (embed, 4 * embed)}
-    for i in range(blocks):
-        block = {
-            "norm1": (embed,),
-            "attn.qkv": (3 * embed, embed),
-            "attn.proj": (embed, embed),
-            "norm2": (embed,),
-            **{f"mlp.{name}": shape for name, shape in mlp.items()},
-        }
-        for name, shape in block.items():
-            keys[f"pretrained.blocks.{i}.{name}.weight"] = shape
-            keys[f"pretrained.blocks.{i}.{name}.bias"] = shape[:1]
-        keys[f"pretrained.blocks.{i}.ls1.gamma"] = (embed,)
-        keys[f"pretrained.blocks.{i}.ls2.gamma"] = (embed,)
-    head = "depth_head."
-    for i, c in enumerate(out):
-        keys[f"{head}projects.{i}.weight"] = (c, embed, 1, 1)
-        keys[f"{head}projects.{i}.bias"] = (c,)
-        keys[f"{head}scratch.layer{i + 1}_rn.weight"] = (width, c, 3, 3)
-    for i, kernel in ((0, 4), (1, 2), (3, 3)):
-        keys[f"{head}resize_layers.{i}.weight"] = (out[i], out[i], kernel, kernel)
-        keys[f"{head}resize_layers.{i}.bias"] = (out[i],)
-    for n in range(1, 5):  # refinenet4 holds an (unused) resConfUnit1 too
-        fusion = f"{head}scratch.refinenet{n}."
-        for unit in ("resConfUnit1", "resConfUnit2"):
-            for conv in ("conv1", "conv2"):
-                keys[f"{fusion}{unit}.{conv}.weight"] = (width, width, 3, 3)
-                keys[f"{fusion}{unit}.{conv}.bias"] = (width,)
-        keys[f"{fusion}out_conv.weight"] = (width, width, 1, 1)
-        keys[f"{fusion}out_conv.bias"] = (width,)
-    keys[f"{head}scratch.output_conv1.weight"] = (width // 2, width, 3, 3)
-    keys[f"{head}scratch.output_conv1.bias"] = (width // 2,)
-    keys[f"{head}scratch.output_conv2.0.weight"] = (32, width // 2, 3, 3)
-    keys[f"{head}scratch.output_conv2.0.bias"] = (32,)
-    keys[f"{head}scratch.output_conv2.2.weight"] = (1, 32, 1, 1)
-    keys[f"{head}scratch.output_conv2.2.bias"] = (1,)
-    return keys
+from tests.official_layout import VIT, dav2_shapes
 
 
 def to_timm_name(key: str) -> str:
@@ -83,11 +21,11 @@ def test_state_dict_is_the_official_layout(encoder: str) -> None:
     assert set(ours) <= {f"pretrained.{k}" for k in model.pretrained.state_dict()} | {
         f"depth_head.{k}" for k in model.depth_head.state_dict()
     }
-    official = official_layout(encoder)
+    official = dav2_shapes(encoder)
     extra = {k for k in official if to_timm_name(k) not in ours}
     assert extra == {"pretrained.mask_token"}
     assert {to_timm_name(k): v for k, v in official.items() if k not in extra} == ours
-    assert model.features == DAV2[encoder][2] and model.encoder_name == encoder
+    assert model.features == VIT[encoder][2] and model.encoder_name == encoder
 
     checkpoint = {k: torch.empty(shape, device="meta") for k, shape in official.items()}
     result = model.load_state_dict(checkpoint, strict=True, assign=True)
@@ -133,7 +71,7 @@ def test_forward_is_encode_then_decode(vits: DepthAnythingV2) -> None:
 
 
 def test_official_checkpoint_values_load() -> None:
-    official = {k: torch.randn(shape) for k, shape in official_layout("vits").items()}
+    official = {k: torch.randn(shape) for k, shape in dav2_shapes("vits").items()}
     with torch.device("meta"):
         model = DepthAnythingV2("vits")
     model.load_state_dict(official, strict=True, assign=True)
