@@ -105,7 +105,8 @@ def ssd_chunked_scan(
 
     The sequence is padded internally to a multiple of ``chunk_size`` with ``dt = 0``
     tokens, which neither decay nor feed the state, so the result is exact for any
-    length. The scan runs in float32 (float64 stays float64), also under autocast.
+    length; sequences shorter than ``chunk_size`` use one chunk of their own length.
+    The scan runs in float32 (float64 stays float64), also under autocast.
 
     Args:
         x: Head inputs, ``(B, L, H, P)``.
@@ -126,6 +127,9 @@ def ssd_chunked_scan(
     ngroups, d_state = B.shape[2:]
     heads_per_group = nheads // ngroups
     dtype = _compute_dtype(x)
+    # The result does not depend on the chunk size: a sequence shorter than one chunk (a
+    # pooled frame of a few tokens) is scanned as one chunk of its own length, not padded.
+    chunk_size = min(chunk_size, max(length, 1))
     with _autocast_off(x):
         pad = (-length) % chunk_size
         nchunks = (length + pad) // chunk_size
