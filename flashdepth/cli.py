@@ -1,0 +1,110 @@
+"""The ``flashdepth`` command line.
+
+``flashdepth fit | validate | test | predict`` is a LightningCLI over
+:class:`~flashdepth.task.FlashDepthTask` (or any LightningModule) and any
+LightningDataModule, configured by YAML recipes with fully qualified class paths::
+
+    flashdepth fit --config recipes/quickstart.yaml
+    flashdepth fit -c recipes/stage1_s.yaml -c recipes/ablations/temporal_gru.yaml
+    flashdepth test -c recipes/eval/sintel.yaml --ckpt_path runs/stage1_s/last.ckpt
+
+Two more commands live beside them and are dispatched before Lightning parses
+anything: ``flashdepth data ...`` (shard conversion and inspection, see
+:mod:`datamodules.cli`) and ``flashdepth benchmark ...`` (speed, see
+:mod:`flashdepth.benchmark`).
+"""
+
+from __future__ import annotations
+
+import sys
+from argparse import RawDescriptionHelpFormatter
+from typing import Any
+
+from jsonargparse import DefaultHelpFormatter
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+import flashdepth
+
+_DESCRIPTION = """\
+FlashDepth model zoo: real-time streaming video depth.
+
+commands:
+  fit | validate | test | predict   train and evaluate from YAML recipes (Lightning);
+                                    `flashdepth fit -h` lists every option
+  data                              convert datasets to clip shards, inspect shards
+                                    (`flashdepth data -h`)
+  benchmark                         frames per second and memory of a model
+                                    (`flashdepth benchmark -h`)
+"""
+
+#: DPT width (channels of the temporal component) of each encoder size.
+DPT_WIDTH = {"vits": 64, "vitb": 128, "vitl": 256, "vitg": 384}
+
+
+class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """Keep the command list of the description as written."""
+
+
+class FlashDepthCLI(LightningCLI):
+    """LightningCLI with a ``--version`` flag and the zoo's description."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Add ``--version`` to every parser of the command line."""
+        parser = super().init_parser(**kwargs)
+        parser.add_argument(
+            "--version", action="version", version=f"flashdepth {flashdepth.__version__}"
+        )
+        return parser
+
+
+def build_cli(args: list[str] | None, run: bool = True) -> FlashDepthCLI:
+    """Parse ``args`` (a Lightning subcommand and its options), build and run the CLI.
+
+    Args:
+        args: Arguments after ``flashdepth``, e.g. ``["fit", "-c", "recipes/quickstart.yaml"]``;
+            ``None`` reads ``sys.argv``.
+        run: Run the subcommand; ``False`` only instantiates model, data and trainer.
+
+    Returns:
+        The CLI, holding ``model``, ``datamodule`` and ``trainer`` (for tests and notebooks).
+    """
+    return FlashDepthCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": "flashdepth",
+            "description": _DESCRIPTION,
+            "formatter_class": _HelpFormatter,
+        },
+        args=args,
+        run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the ``flashdepth`` command line.
+
+    Args:
+        args: Command line arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status (0 on success).
+    """
+    first = (sys.argv[1:] if args is None else args)[:1]
+    rest = sys.argv[2:] if args is None else args[1:]
+    if first == ["data"]:
+        from datamodules.cli import main as data_main
+
+        return data_main(rest)
+    if first == ["benchmark"]:
+        from flashdepth.benchmark import main as benchmark_main
+
+        return benchmark_main(rest)
+    # None lets Lightning read sys.argv itself (it warns when given both)
+    build_cli(args)
+    return 0
