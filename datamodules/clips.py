@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -18,10 +19,19 @@ _EVAL_STAGES = {"val": ("fit", "validate"), "test": ("test",), "predict": ("pred
 
 
 class _EpochDataLoader(DataLoader):
-    """A DataLoader that tells its training stream which epoch starts, so epochs differ."""
+    """A DataLoader that tells its training stream which epoch starts, so epochs differ.
+
+    Under a Trainer the epoch is the trainer's, so a run resumed with ``--ckpt_path`` draws
+    the stream of the epoch it resumes in instead of replaying the first epoch's.
+    """
+
+    def __init__(self, *args: Any, trainer_epoch: Callable[[], int | None], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.trainer_epoch = trainer_epoch
 
     def __iter__(self) -> Iterator:
-        self.dataset.epoch += 1
+        epoch = self.trainer_epoch()
+        self.dataset.epoch = self.dataset.epoch + 1 if epoch is None else epoch + 1
         return super().__iter__()
 
 
@@ -216,7 +226,16 @@ class ClipDataModule(LightningDataModule):
             rank=rank,
             seed=self.seed,
         )
-        return _EpochDataLoader(dataset, batch_size=self.batch_size, **self._loader_options())
+        return _EpochDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            trainer_epoch=self._trainer_epoch,
+            **self._loader_options(),
+        )
+
+    def _trainer_epoch(self) -> int | None:
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else trainer.current_epoch
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation clips (none when ``val_shards`` is not set)."""

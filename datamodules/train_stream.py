@@ -68,14 +68,20 @@ class TrainWindows(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.batches_per_rank, self.batch_size = batches_per_rank, batch_size
         self.rank, self.seed = rank, seed
-        self.epoch = 0  # advanced by the DataLoader in the main process (fresh workers)
-        self._iterations = 0  # advanced here (persistent workers, num_workers=0)
+        self.epoch = 0  # set by the DataLoader in the main process (fresh workers see it)
+        # Iterations at the same epoch value: persistent workers never see the main process's
+        # epoch change, so this keeps their epochs apart; elsewhere it stays 1 and the stream is
+        # a function of the epoch alone (a resumed run draws an uninterrupted run's stream).
+        self._iterations = 0
+        self._iterations_epoch = 0
 
     def __len__(self) -> int:
         return self.batches_per_rank * self.batch_size
 
     def __iter__(self) -> Iterator[dict]:
         worker, num_workers = worker_position()
+        if self.epoch != self._iterations_epoch:
+            self._iterations, self._iterations_epoch = 0, self.epoch
         self._iterations += 1
         stream_seed = webdataset.utils.make_seed(
             self.seed, self.rank, worker, self.epoch, self._iterations

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 PATCH_SIZE = 14
+#: Bias of the last head convolution of an untrained decoder (relative inverse depth).
+INITIAL_OUTPUT = 1.0
 #: Channels between the two convolutions of ``output_conv2``.
 HEAD_HIDDEN = 32
 
@@ -91,6 +93,9 @@ class DPTScratch(nn.Module):
             nn.Conv2d(HEAD_HIDDEN, 1, kernel_size=1),
             nn.ReLU(),
         )
+        # A fresh head must not start dead behind its final ReLU (a negative bias zeroes the
+        # output and its gradient everywhere): start the output at ~1. Loaded weights replace it.
+        nn.init.constant_(self.output_conv2[2].bias, INITIAL_OUTPUT)
 
 
 class DPTDecoder(nn.Module):

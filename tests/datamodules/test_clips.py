@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,47 @@ def test_training_epoch_has_exact_length_and_ranks_draw_different_streams(
         ]
         assert streams[rank][0] != streams[rank][1]  # a new epoch draws a new stream
     assert streams[0][0] != streams[1][0]
+
+
+def test_training_stream_follows_the_trainers_epoch(tmp_path: Path) -> None:
+    """A resumed run draws the stream of the epoch it resumes in, not the first epoch's."""
+    pattern, _ = _write_set(tmp_path, "toy", [2, 2, 2, 2])
+
+    def stream(current_epoch: int | None) -> list[tuple[str, int]]:
+        dm = ClipDataModule(
+            train_shards=pattern,
+            clip_length=2,
+            image_size=(16, 16),
+            batch_size=2,
+            num_workers=0,
+            epoch_length=4,
+            shuffle_buffer=4,
+        )
+        if current_epoch is not None:
+            dm.trainer = types.SimpleNamespace(current_epoch=current_epoch)
+        dm.setup("fit")
+        batches = _loader_batches(dm.train_dataloader())
+        return [
+            (k, int(s)) for b in batches for k, s in zip(b["key"], b["start_frame"], strict=True)
+        ]
+
+    fresh = ClipDataModule(
+        train_shards=pattern,
+        clip_length=2,
+        image_size=(16, 16),
+        batch_size=2,
+        num_workers=0,
+        epoch_length=4,
+        shuffle_buffer=4,
+    )
+    fresh.setup("fit")
+    loader = fresh.train_dataloader()
+    uninterrupted = [_loader_batches(loader) for _ in range(3)][2]  # third epoch (index 2)
+    third = [
+        (k, int(s)) for b in uninterrupted for k, s in zip(b["key"], b["start_frame"], strict=True)
+    ]
+    assert stream(2) == third
+    assert stream(0) != third
 
 
 @pytest.mark.parametrize("world_size", [2, 3])

@@ -176,3 +176,14 @@ def test_bad_inputs_are_explained(decoder: DPTDecoder, features: list[torch.Tens
         decoder(features, 5, 8)
     with pytest.raises(ValueError, match="4 out_channels"):
         DPTDecoder(32, 16, (8, 12, 20))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fresh_head_is_not_dead_behind_its_final_relu(seed: int) -> None:
+    torch.manual_seed(seed)
+    decoder = DPTDecoder(384, 64, (48, 96, 192, 384))
+    features = [torch.randn(1, 5 * 9, 384) for _ in range(4)]
+    depth = decoder(features, 5, 9)
+    assert bool((depth > 0).all())  # every pixel passes the ReLU, so every pixel has gradient
+    depth.mean().backward()
+    assert decoder.scratch.output_conv2[0].weight.grad.abs().sum() > 0
