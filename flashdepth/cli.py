@@ -38,16 +38,32 @@ commands:
                                     (`flashdepth benchmark -h`)
 """
 
-#: DPT width (channels of the temporal component) of each encoder size.
-DPT_WIDTH = {"vits": 64, "vitb": 128, "vitl": 256, "vitg": 384}
-
 
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """Keep the command list of the description as written."""
 
 
+def dpt_width(encoder: str) -> int:
+    """DPT width of an encoder size: the ``dim`` its temporal component must have."""
+    from flashdepth.models.encoder import vit_config
+
+    return vit_config(encoder).dpt_features
+
+
 class FlashDepthCLI(LightningCLI):
-    """LightningCLI with a ``--version`` flag and the zoo's description."""
+    """LightningCLI with a ``--version`` flag, the zoo's description and argument links.
+
+    The temporal component's ``dim`` follows the encoder (64 for ViT-S, 256 for ViT-L), so
+    one temporal overlay serves both stage recipes.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the encoder size to the temporal component's width."""
+        parser.link_arguments(
+            "model.init_args.model.init_args.encoder",
+            "model.init_args.model.init_args.temporal.init_args.dim",
+            compute_fn=dpt_width,
+        )
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         """Add ``--version`` to every parser of the command line."""

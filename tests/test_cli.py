@@ -105,3 +105,14 @@ def test_predict_from_checkpoint_writes_depth_per_frame(checkpoint, cache, tmp_p
     depth = np.load(frames[0])
     assert depth.dtype == np.float16 and depth.shape == (42, 56)
     assert np.isfinite(depth).all() and (depth >= 0).all()
+
+
+@pytest.mark.parametrize(("encoder", "width"), [("vits", 64), ("vitb", 128)])
+def test_temporal_width_follows_the_encoder(encoder: str, width: int) -> None:
+    """One temporal overlay serves every encoder: its dim is linked to the DPT width."""
+    gru = str(Path(QUICKSTART).parent / "ablations" / "temporal_gru.yaml")
+    encoder_arg = f"--model.init_args.model.init_args.encoder={encoder}"
+    cli = build_cli(["-c", QUICKSTART, "-c", gru, encoder_arg], run=False)
+    model = cli.model.model
+    assert type(model.temporal).__name__ == "GRUTemporal"
+    assert model.temporal.dim == model.features == width

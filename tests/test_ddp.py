@@ -64,7 +64,7 @@ def test_two_ranks_end_with_identical_weights_after_different_clips(tmp_path: Pa
         *tiny_data(tmp_path / "cache", clips=8),
         *tiny_trainer(tmp_path / "run"),
         "--trainer.devices=2",
-        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.strategy=ddp",
         "--trainer.max_steps=3",
         "--trainer.val_check_interval=3",
         "--trainer.num_sanity_val_steps=0",

@@ -63,7 +63,7 @@ def test_stage_recipes_hold_the_paper_settings(stage: str, capsys) -> None:
     trainer = config["trainer"]
     assert (trainer["devices"], trainer["strategy"], trainer["precision"]) == (
         8,
-        "ddp_find_unused_parameters_true",
+        "ddp",
         "bf16-mixed",
     )
 

@@ -86,6 +86,9 @@ class DPTScratch(nn.Module):
             self.add_module(f"layer{i}_rn", conv)
         for i in range(1, 5):
             self.add_module(f"refinenet{i}", FeatureFusionBlock(features))
+        # path_4 has no skip input, so refinenet4.resConfUnit1 never runs; it stays for the
+        # checkpoint keys. Frozen, it needs no gradient and plain DDP does not wait for one.
+        self.refinenet4.resConfUnit1.requires_grad_(False)
         self.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
         self.output_conv2 = nn.Sequential(
             nn.Conv2d(features // 2, HEAD_HIDDEN, kernel_size=3, padding=1),

@@ -26,10 +26,9 @@ from pathlib import Path
 from torch import nn
 
 from flashdepth.models.depth_anything import DepthAnythingV2
+from flashdepth.models.encoder import vit_config
 from flashdepth.models.flashdepth import STAGE_NAMES, FlashDepth, released_mamba
 from flashdepth.temporal import GRUTemporal, IdentityTemporal, TemporalModule
-
-_DPT_WIDTH = {"vits": 64, "vitb": 128, "vitl": 256, "vitg": 384}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def create_model(name: str, weights: str | Path | dict | None = None) -> nn.Modu
 
 def _flashdepth(encoder: str, stage: int, kind: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        dim = _DPT_WIDTH[encoder]
+        dim = vit_config(encoder).dpt_features
         temporal: TemporalModule
         if kind == "mamba":
             temporal = released_mamba(encoder, dim)
