@@ -17,6 +17,7 @@ anything: ``flashdepth data ...`` (shard conversion and inspection, see
 from __future__ import annotations
 
 import sys
+import warnings
 from argparse import RawDescriptionHelpFormatter
 from typing import Any
 
@@ -121,6 +122,8 @@ def main(args: list[str] | None = None) -> int:
         from flashdepth.benchmark import main as benchmark_main
 
         return benchmark_main(rest)
+    # Our training streams give exact lengths per rank and worker (see datamodules.clips)
+    warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
     # None lets Lightning read sys.argv itself (it warns when given both)
     build_cli(args)
     return 0
