@@ -72,6 +72,19 @@ class LinearWarmup:
         return self.start_factor + (1.0 - self.start_factor) * step / self.steps
 
 
+def _record_linked_width(spec: Any, model: nn.Module) -> None:
+    """Write the temporal ``dim`` that ``flashdepth.cli`` links to the encoder into ``spec``.
+
+    A linked argument is computed by the CLI and is absent from the model's given config, so
+    without it ``load_from_checkpoint`` could not rebuild the temporal component.
+    """
+    temporal = getattr(model, "temporal", None)
+    init_args = spec.get("init_args") if isinstance(spec, dict) else None
+    temporal_spec = init_args.get("temporal") if isinstance(init_args, dict) else None
+    if temporal is not None and isinstance(temporal_spec, dict):
+        temporal_spec.setdefault("init_args", {})["dim"] = temporal.dim
+
+
 class FlashDepthTask(LightningModule):
     """Train, evaluate and stream any depth model of the zoo.
 
@@ -126,6 +139,8 @@ class FlashDepthTask(LightningModule):
         # hyper-parameter (load_from_checkpoint then needs model=... again).
         from_cli = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if from_cli else ["model"])
+        if from_cli:
+            _record_linked_width(self.hparams["model"], model)
         self.model = model
         self._weights_ready = False
         self._stream: tuple[list[tuple[str, str, int]], Tensor | None] | None = None

@@ -63,7 +63,10 @@ def test_parameter_groups_cover_every_parameter_with_its_learning_rate() -> None
     assert by_name["vit"]["lr"] == pytest.approx(1e-4)  # warm-up factor at step 0
     assert optimizer.defaults["betas"] == (0.9, 0.95) and optimizer.defaults["weight_decay"] == 0.01
     grouped = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
-    assert grouped == sum(p.numel() for p in task.model.parameters())
+    assert grouped == sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+    frozen = [n for n, p in task.model.named_parameters() if not p.requires_grad]
+    # only the block DAv2 never runs (path_4 has no skip input) is frozen
+    assert {n.rsplit(".", 2)[0] for n in frozen} == {"depth_head.scratch.refinenet4.resConfUnit1"}
     assert parameter_group("temporal_out.1.weight") == "temporal"
     assert parameter_group("pretrained.blocks.0.attn.qkv.weight") == "vit"
     assert parameter_group("teacher.pretrained.cls_token") is None
