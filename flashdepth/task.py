@@ -282,6 +282,8 @@ class FlashDepthTask(LightningModule):
     @staticmethod
     def _resize(inverse_depth: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
         """Bilinear resize of ``(B, T, h, w)`` maps to ``(B, T, *size)``; values unchanged."""
+        if tuple(inverse_depth.shape[-2:]) == tuple(size):
+            return inverse_depth  # training crops: prediction and target already agree
         resized = postprocess(inverse_depth.flatten(0, 1).float(), tuple(size))  # (B*T, H, W)
         return resized.unflatten(0, inverse_depth.shape[:2])  # -> (B, T, H, W)
 
@@ -376,7 +378,9 @@ class FlashDepthTask(LightningModule):
 
     def _carried_state(self, batch: dict[str, Any]) -> Tensor | None:
         """The state to start this batch from: per row, the previous batch's final state
-        if the row continues the same video (same dataset and scene, next frame), else fresh."""
+        if the row continues the same video (same dataset and scene, and a first frame id one
+        clip length after the previous one), else fresh. Shards stored at a stride > 1 advance
+        frame ids faster, so their clips start fresh: state is never carried across a gap."""
         if self._stream is None or not hasattr(self.model, "init_state"):
             return None
         rows, previous = self._stream
