@@ -32,6 +32,9 @@ class RankProbe(Callback):
         self.output_dir = Path(output_dir)
         self.seen: list[str] = []
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.initial = _checksum(pl_module)
+
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: dict, batch_idx: int
     ) -> None:
@@ -39,17 +42,22 @@ class RankProbe(Callback):
         self.seen += [f"{key}@{start}" for key, start in zip(batch["key"], starts, strict=True)]
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        weights = torch.cat([p.detach().flatten() for p in pl_module.parameters()])
         record = {
             "world_size": trainer.world_size,
             "step": trainer.global_step,
-            "checksum": hashlib.sha256(weights.numpy().tobytes()).hexdigest(),
+            "initial_checksum": self.initial,
+            "checksum": _checksum(pl_module),
             "seen": self.seen,
             "val": {k: float(v) for k, v in trainer.callback_metrics.items() if k[:4] == "val/"},
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"rank{trainer.global_rank}.json"
         path.write_text(json.dumps(record))
+
+
+def _checksum(module: LightningModule) -> str:
+    weights = torch.cat([p.detach().flatten() for p in module.parameters()])
+    return hashlib.sha256(weights.numpy().tobytes()).hexdigest()
 
 
 def test_two_ranks_end_with_identical_weights_after_different_clips(tmp_path: Path) -> None:
@@ -66,6 +74,7 @@ def test_two_ranks_end_with_identical_weights_after_different_clips(tmp_path: Pa
         "--trainer.devices=2",
         "--trainer.strategy=ddp",
         "--trainer.max_steps=3",
+        "--model.init_args.warmup_steps=0",  # full learning rates: unsynced replicas would drift
         "--trainer.val_check_interval=3",
         "--trainer.num_sanity_val_steps=0",
         "--trainer.enable_checkpointing=false",
@@ -79,6 +88,8 @@ def test_two_ranks_end_with_identical_weights_after_different_clips(tmp_path: Pa
     ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert [r["step"] for r in ranks] == [3, 3]
+    assert ranks[0]["initial_checksum"] == ranks[1]["initial_checksum"]
+    assert ranks[0]["checksum"] != ranks[0]["initial_checksum"]  # training moved the weights
     assert ranks[0]["checksum"] == ranks[1]["checksum"]
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 3
     assert ranks[0]["seen"] != ranks[1]["seen"]
