@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from datamodules.clips import ClipDataModule
 from datamodules.format import Clip, ClipShardWriter, encode_clip, make_key, make_meta
@@ -146,7 +147,7 @@ def test_training_stream_follows_the_trainers_epoch(tmp_path: Path) -> None:
     """A resumed run draws the stream of the epoch it resumes in, not the first epoch's."""
     pattern, _ = _write_set(tmp_path, "toy", [2, 2, 2, 2])
 
-    def stream(current_epoch: int | None) -> list[tuple[str, int]]:
+    def loader(current_epoch: int | None) -> DataLoader:
         dm = ClipDataModule(
             train_shards=pattern,
             clip_length=2,
@@ -159,28 +160,17 @@ def test_training_stream_follows_the_trainers_epoch(tmp_path: Path) -> None:
         if current_epoch is not None:
             dm.trainer = types.SimpleNamespace(current_epoch=current_epoch)
         dm.setup("fit")
-        batches = _loader_batches(dm.train_dataloader())
+        return dm.train_dataloader()
+
+    def windows(batches: list[dict]) -> list[tuple[str, int]]:
         return [
             (k, int(s)) for b in batches for k, s in zip(b["key"], b["start_frame"], strict=True)
         ]
 
-    fresh = ClipDataModule(
-        train_shards=pattern,
-        clip_length=2,
-        image_size=(16, 16),
-        batch_size=2,
-        num_workers=0,
-        epoch_length=4,
-        shuffle_buffer=4,
-    )
-    fresh.setup("fit")
-    loader = fresh.train_dataloader()
-    uninterrupted = [_loader_batches(loader) for _ in range(3)][2]  # third epoch (index 2)
-    third = [
-        (k, int(s)) for b in uninterrupted for k, s in zip(b["key"], b["start_frame"], strict=True)
-    ]
-    assert stream(2) == third
-    assert stream(0) != third
+    uninterrupted = loader(None)
+    third = windows([_loader_batches(uninterrupted) for _ in range(3)][2])  # epochs 0, 1, 2
+    assert windows(_loader_batches(loader(2))) == third
+    assert windows(_loader_batches(loader(0))) != third
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
