@@ -22,6 +22,8 @@ _LAZY = {
     "load_weights": "flashdepth.checkpoints",
     "DepthAnythingV2": "flashdepth.models.depth_anything",
     "FlashDepth": "flashdepth.models.flashdepth",
+    "FlashDepthHybrid": "flashdepth.models.hybrid",
+    "StreamingDepthModel": "flashdepth.models.contract",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -34,6 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flashdepth.models.contract import StreamingDepthModel, WeightPart
+from flashdepth.models.flashdepth import TEMPORAL_PREFIXES
+
 log = logging.getLogger(__name__)
 
 #: Key renames from the released FlashDepth layout to the zoo's (prefix → prefix).
@@ -47,8 +50,6 @@ RELEASE_PREFIXES = (
 SWIGLU_RENAMES = ((".mlp.w12.", ".mlp.fc1."), (".mlp.w3.", ".mlp.fc2."))
 #: Official keys that the zoo does not use.
 UNUSED_KEYS = frozenset({"pretrained.mask_token", "teacher_model.pretrained.mask_token"})
-#: Parameter prefixes of the temporal module (absent from DAv2 checkpoints).
-TEMPORAL_PREFIXES = ("temporal.", "temporal_out.")
 #: Where ``resolve_weights`` looks for registry files besides the working directory.
 REGISTRY_FILE = Path(__file__).resolve().parent.parent / "checkpoints" / "registry.json"
 _LISTED = 8
@@ -75,6 +76,7 @@ class CheckpointMismatchError(CheckpointError):
         missing: list[str],
         unexpected: list[str],
         mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+        hint: str = "",
     ) -> None:
         self.layout, self.missing, self.unexpected, self.mismatched = (
             layout,
@@ -99,6 +101,8 @@ class CheckpointMismatchError(CheckpointError):
             "  Check that the preset matches the weights (e.g. flashdepth-s for a ViT-S "
             "checkpoint, flashdepth-l for ViT-L) or pass strict=False to load what fits."
         )
+        if hint:
+            lines.append(hint)
         super().__init__("\n".join(lines))
 
 
@@ -111,14 +115,24 @@ class LoadReport:
     loaded: int
     kept_initialisation: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    part: str | None = None
+    unused: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        text = f"loaded {self.loaded} tensors from {self.source} ({self.layout} layout)"
+        into = f" into {self.part}" if self.part else ""
+        text = f"loaded {self.loaded} tensors from {self.source} ({self.layout} layout){into}"
         if self.kept_initialisation:
+            modules = sorted({k.split(".")[0] for k in self.kept_initialisation})
             text += (
-                f"; {len(self.kept_initialisation)} tensors of the temporal module are not in "
-                "the checkpoint and keep their initialisation (zero-initialised output: the "
-                "model reproduces Depth Anything V2 until trained)"
+                f"; {len(self.kept_initialisation)} tensors ({', '.join(modules)}) are not in "
+                "the checkpoint and keep their initialisation (zero-initialised outputs: the "
+                "model reproduces the checkpoint's model until trained)"
+            )
+        if self.unused:
+            modules = sorted({k.split(".")[0] for k in self.unused})
+            text += (
+                f"; dropped {len(self.unused)} checkpoint tensors ({', '.join(modules)}) that "
+                f"this part does not use"
             )
         if self.ignored:
             text += f"; ignored {len(self.ignored)} keys not in the model (strict=False)"
@@ -203,16 +217,22 @@ def to_zoo_keys(state: dict[str, Tensor], layout: str) -> dict[str, Tensor]:
 
 
 def load_weights(
-    model: nn.Module, source: str | Path | dict[str, Any], strict: bool = True
+    model: nn.Module,
+    source: str | Path | dict[str, Any],
+    strict: bool = True,
+    part: str | None = None,
 ) -> LoadReport:
-    """Load any supported checkpoint into a zoo model.
+    """Load any supported checkpoint into a zoo model, or into one part of it.
 
     Args:
-        model: A zoo model (``DepthAnythingV2``, ``FlashDepth``, ...).
+        model: A zoo model (``DepthAnythingV2``, ``FlashDepth``, ``FlashDepthHybrid``, ...).
         source: A checkpoint path or an already loaded checkpoint/state dict.
         strict: Raise :class:`CheckpointMismatchError` on any missing, unexpected or
             shape-mismatched key (except the temporal module when loading DAv2
-            weights into a FlashDepth model). With ``False`` load what fits.
+            weights into a FlashDepth model, and what the part keeps initialised). With
+            ``False`` load what fits.
+        part: A name from ``model.weight_parts()`` (e.g. ``"student"`` or ``"teacher"`` of
+            the hybrid): the checkpoint fills only that part.
 
     Returns:
         A :class:`LoadReport`; its text is also logged.
@@ -223,6 +243,14 @@ def load_weights(
     state = to_zoo_keys(state, layout)
 
     own = model.state_dict()
+    target = WeightPart() if part is None else _weight_part(model, part)
+    own = {
+        k[len(target.prefix) :]: v
+        for k, v in own.items()
+        if k.startswith(target.prefix) and not k.startswith(target.exclude)
+    }
+    unused = sorted(k for k in state if target.ignores and k.startswith(target.ignores))
+    state = {k: v for k, v in state.items() if k not in set(unused)}
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     mismatched = [
@@ -230,16 +258,49 @@ def load_weights(
         for k in sorted(own.keys() & state.keys())
         if state[k].shape != own[k].shape
     ]
-    kept = [k for k in missing if layout == "dav2" and k.startswith(TEMPORAL_PREFIXES)]
+    kept = [
+        k
+        for k in missing
+        if (layout == "dav2" and k.startswith(TEMPORAL_PREFIXES))
+        or (target.keeps_initialisation and k.startswith(target.keeps_initialisation))
+    ]
     real_missing = [k for k in missing if k not in kept]
     if strict and (real_missing or unexpected or mismatched):
-        raise CheckpointMismatchError(name, layout, real_missing, unexpected, mismatched)
+        raise CheckpointMismatchError(
+            name, layout, real_missing, unexpected, mismatched, _parts_hint(model, part)
+        )
 
-    usable = {k: v for k, v in state.items() if k in own and state[k].shape == own[k].shape}
+    usable = {
+        target.prefix + k: v for k, v in state.items() if k in own and v.shape == own[k].shape
+    }
     model.load_state_dict(usable, strict=False)
-    report = LoadReport(name, layout, len(usable), kept, unexpected if not strict else [])
+    ignored = unexpected if not strict else []
+    report = LoadReport(name, layout, len(usable), kept, ignored, part, unused)
     log.info("%s", report)
     return report
+
+
+def _weight_part(model: nn.Module, part: str) -> WeightPart:
+    parts = model.weight_parts() if isinstance(model, StreamingDepthModel) else {}
+    if part not in parts:
+        raise CheckpointError(
+            f"{type(model).__name__} has no weight part {part!r}; its parts: "
+            f"{sorted(parts) or 'none (load one checkpoint into the whole model)'}"
+        )
+    return parts[part]
+
+
+def _parts_hint(model: nn.Module, part: str | None) -> str:
+    """Advice for a whole-model load into a model assembled from parts."""
+    parts = model.weight_parts() if isinstance(model, StreamingDepthModel) else {}
+    if part is not None or not parts:
+        return ""
+    names = ", ".join(sorted(parts))
+    return (
+        f"  {type(model).__name__} is assembled from parts ({names}): load one checkpoint "
+        f"per part, e.g. init_weights: {{{', '.join(f'{p}: FILE' for p in sorted(parts))}}} "
+        "in a recipe or load_weights(model, FILE, part=NAME)."
+    )
 
 
 def weights_dirs() -> list[Path]:

@@ -26,6 +26,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import flashdepth
+from flashdepth.task import model_from_config
 
 _DESCRIPTION = """\
 FlashDepth model zoo: real-time streaming video depth.
@@ -44,27 +45,15 @@ class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """Keep the command list of the description as written."""
 
 
-def dpt_width(encoder: str) -> int:
-    """DPT width of an encoder size: the ``dim`` its temporal component must have."""
-    from flashdepth.models.encoder import vit_config
-
-    return vit_config(encoder).dpt_features
-
-
 class FlashDepthCLI(LightningCLI):
-    """LightningCLI with a ``--version`` flag, the zoo's description and argument links.
+    """LightningCLI with a ``--version`` flag and the zoo's description.
 
-    The temporal component's ``dim`` follows the encoder (64 for ViT-S, 256 for ViT-L), so
-    one temporal overlay serves both stage recipes.
+    The task's model comes from the recipe as ``class_path``/``init_args``; components whose
+    width follows the encoder (temporal, fusion) are factories the model calls with that
+    width, so nothing is linked or patched. The task builds its own optimiser and schedule
+    (parameter groups from the model), so there are no ``--optimizer``/``--lr_scheduler``
+    options.
     """
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Link the encoder size to the temporal component's width."""
-        parser.link_arguments(
-            "model.init_args.model.init_args.encoder",
-            "model.init_args.model.init_args.temporal.init_args.dim",
-            compute_fn=dpt_width,
-        )
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         """Add ``--version`` to every parser of the command line."""
@@ -73,6 +62,11 @@ class FlashDepthCLI(LightningCLI):
             "--version", action="version", version=f"flashdepth {flashdepth.__version__}"
         )
         return parser
+
+    def instantiate_classes(self) -> None:
+        """Build data, model and trainer; the task records its model's config."""
+        with model_from_config():
+            super().instantiate_classes()
 
 
 def build_cli(args: list[str] | None, run: bool = True) -> FlashDepthCLI:
@@ -92,6 +86,7 @@ def build_cli(args: list[str] | None, run: bool = True) -> FlashDepthCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         seed_everything_default=0,
+        auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={
             "prog": "flashdepth",

@@ -5,110 +5,86 @@
 the metrics from :mod:`flashdepth.metrics`. What the task adds is the training
 recipe of the paper (DESIGN.md §4):
 
-* parameter groups by name prefix with their own learning rates
-  (``pretrained.*`` ViT, ``depth_head.*`` DPT, ``temporal*`` temporal,
-  ``fusion.*`` fusion), optional freezing per group, AdamW and a linear warm-up;
-* back-propagation through time over the training clip (the model's forward);
+* parameter groups with their own learning rates, as the model names them
+  (``parameter_groups()``: ``vit``, ``dpt``, ``temporal``, ``fusion``; frozen parts such
+  as the hybrid's teacher belong to none), optional freezing per group, AdamW and a
+  linear warm-up (torch's ``LinearLR``);
+* back-propagation through time over the training clip (the model's clip forward);
 * streaming evaluation of whole videos with per-dataset metrics synced across
-  processes and media for TensorBoard; streaming prediction across batches.
+  processes; streaming prediction across batches.
 
-Weights to start from are an argument (``init_weights``), loaded when a run starts
-unless a Lightning checkpoint is restored (``--ckpt_path`` resumes).
+The task talks to the model only through the zoo's model contract
+(:class:`~flashdepth.models.contract.StreamingDepthModel`). Pictures for TensorBoard
+come from a callback (:class:`flashdepth.callbacks.DepthMediaLogger`), which reads what
+``validation_step``/``test_step`` return.
+
+Weights to start from are an argument (``init_weights``: one checkpoint, or one per
+weight part of the model, e.g. the hybrid's ``student`` and ``teacher``), loaded when a
+run starts unless a Lightning checkpoint is restored (``--ckpt_path`` resumes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningModule
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.optim import AdamW
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LinearLR
 
 from flashdepth.checkpoints import load_weights, resolve_weights
 from flashdepth.losses import get_loss
 from flashdepth.metrics import VideoDepthMetrics
+from flashdepth.models.contract import GROUP_NAMES, StreamingDepthModel
 from flashdepth.transforms import normalize, postprocess
-from flashdepth.visualize import log_depth_media
 
-#: Parameter groups of the optimiser and the name prefixes (inside the model) they own.
-PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
-    "vit": ("pretrained.",),
-    "dpt": ("depth_head.",),
-    "temporal": ("temporal.", "temporal_out."),
-    "fusion": ("fusion.",),
-}
+_MODEL_FROM_CONFIG: ContextVar[bool] = ContextVar("flashdepth_model_from_config", default=False)
 
 
-def parameter_group(name: str) -> str | None:
-    """The optimiser group of a model parameter, from its name; ``None`` if it has none."""
-    for group, prefixes in PARAMETER_GROUPS.items():
-        if name.startswith(prefixes):
-            return group
-    return None
+@contextmanager
+def model_from_config() -> Iterator[None]:
+    """Tell tasks built inside that their ``model`` comes from a config (class_path and
+    init_args), which ``save_hyperparameters`` records so ``load_from_checkpoint`` rebuilds it.
 
-
-class LinearWarmup:
-    """Learning-rate factor: linear from ``start_factor`` to 1 over ``steps``, then 1.
-
-    A callable object rather than a lambda so the scheduler state can be saved.
-
-    Args:
-        steps: Optimiser steps of the warm-up (0 disables it).
-        start_factor: Factor at step 0.
+    ``flashdepth.cli`` wraps its instantiation in this; a task built in Python records no
+    model (``load_from_checkpoint`` then needs ``model=...``), and copies no weights into
+    its hyper-parameters.
     """
-
-    def __init__(self, steps: int, start_factor: float) -> None:
-        self.steps = steps
-        self.start_factor = start_factor
-
-    def __call__(self, step: int) -> float:
-        if step >= self.steps:
-            return 1.0
-        return self.start_factor + (1.0 - self.start_factor) * step / self.steps
-
-
-def _record_linked_width(spec: Any, model: nn.Module) -> None:
-    """Write the temporal ``dim`` that ``flashdepth.cli`` links to the encoder into ``spec``.
-
-    A linked argument is computed by the CLI and is absent from the model's given config, so
-    without it ``load_from_checkpoint`` could not rebuild the temporal component.
-    """
-    temporal = getattr(model, "temporal", None)
-    init_args = spec.get("init_args") if isinstance(spec, dict) else None
-    temporal_spec = init_args.get("temporal") if isinstance(init_args, dict) else None
-    if temporal is not None and isinstance(temporal_spec, dict):
-        temporal_spec.setdefault("init_args", {})["dim"] = temporal.dim
+    token = _MODEL_FROM_CONFIG.set(True)
+    try:
+        yield
+    finally:
+        _MODEL_FROM_CONFIG.reset(token)
 
 
 class FlashDepthTask(LightningModule):
     """Train, evaluate and stream any depth model of the zoo.
 
     Args:
-        model: The network (``FlashDepth``, ``DepthAnythingV2``, ...). Streaming models
-            expose ``init_state``/``step``; others are run frame by frame.
+        model: The network: any :class:`~flashdepth.models.contract.StreamingDepthModel`
+            (``FlashDepth``, ``FlashDepthHybrid``, ``DepthAnythingV2``, ...).
         init_weights: Weights to start from: a DAv2 ``.pth``, a released FlashDepth
-            ``.pth``, one of our ``.ckpt`` files, or a name from
-            ``checkpoints/registry.json``. Loaded when fit/validate/test/predict starts,
+            ``.pth``, one of our ``.ckpt`` files or a name from ``checkpoints/registry.json``;
+            or one such source per weight part of the model (``{student: ..., teacher:
+            ...}`` for the hybrid). Loaded strictly when fit/validate/test/predict starts,
             unless a Lightning checkpoint is restored (which already holds the weights).
         loss: ``"l1"`` (masked L1 on 100·inverse depth) or ``"ssi"`` (per-clip scale and
             shift invariant).
-        lr_vit: Learning rate of the ViT encoder (``pretrained.*``).
-        lr_dpt: Learning rate of the DPT decoder (``depth_head.*``).
-        lr_temporal: Learning rate of the temporal component (``temporal*``).
-        lr_fusion: Learning rate of the hybrid fusion (``fusion.*``).
+        lr_vit: Learning rate of the ViT encoder.
+        lr_dpt: Learning rate of the DPT decoder.
+        lr_temporal: Learning rate of the temporal component.
+        lr_fusion: Learning rate of the fusion (hybrid cross-attention, upsamplers).
         freeze: Groups (``vit``, ``dpt``, ``temporal``, ``fusion``) kept frozen.
         betas: AdamW betas.
         weight_decay: AdamW weight decay.
         warmup_steps: Optimiser steps of the linear warm-up.
         warmup_start_factor: Learning-rate factor at the first step.
-        grad_checkpointing: Recompute ViT blocks and DPT stages in the backward pass.
-        log_media_every_n_val_steps: Every N evaluation batches, write an RGB | ground
-            truth | prediction grid and video to TensorBoard (0 disables).
+        grad_checkpointing: Recompute activations (ViT blocks, DPT stages) in the backward.
         metrics_protocol: ``"flashdepth"`` (one scale and shift per video) or
             ``"vda"`` (Video Depth Anything, per frame); see :mod:`flashdepth.metrics`.
         max_depth: Depth cap of the metrics, metres.
@@ -117,7 +93,7 @@ class FlashDepthTask(LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        init_weights: str | None = None,
+        init_weights: str | dict[str, str] | None = None,
         loss: str = "l1",
         lr_vit: float = 5e-6,
         lr_dpt: float = 5e-5,
@@ -129,54 +105,56 @@ class FlashDepthTask(LightningModule):
         warmup_steps: int = 1000,
         warmup_start_factor: float = 1e-4,
         grad_checkpointing: bool = False,
-        log_media_every_n_val_steps: int = 50,
         metrics_protocol: str = "flashdepth",
         max_depth: float = 70.0,
     ) -> None:
         super().__init__()
-        # From YAML (LightningCLI) the model's class_path/init_args are saved, so
-        # load_from_checkpoint rebuilds it; a module built in Python is not a
-        # hyper-parameter (load_from_checkpoint then needs model=... again).
-        from_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=None if from_cli else ["model"])
-        if from_cli:
-            _record_linked_width(self.hparams["model"], model)
-        self.model = model
+        self.save_hyperparameters(ignore=None if _MODEL_FROM_CONFIG.get() else ["model"])
+        if not isinstance(model, StreamingDepthModel):
+            raise TypeError(
+                f"{type(model).__name__} does not satisfy the zoo's model contract "
+                "(flashdepth.models.contract.StreamingDepthModel: init_state, step, forward, "
+                "forward_with_state, parameter_groups, weight_parts, set_grad_checkpointing)"
+            )
+        self.model: StreamingDepthModel = model
         self._weights_ready = False
-        self._stream: tuple[list[tuple[str, str, int]], Tensor | None] | None = None
+        self._stream: tuple[list[tuple[str, str, int]], Tensor] | None = None
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
 
     def configure_models(self) -> None:
-        """Check the parameter groups, freeze groups, switch activation checkpointing."""
+        """Check the model's parameter groups, freeze groups, switch activation checkpointing."""
         freeze = list(self.hparams.freeze or [])
-        unknown = sorted(set(freeze) - set(PARAMETER_GROUPS))
+        unknown = sorted(set(freeze) - set(GROUP_NAMES))
         if unknown:
             raise ValueError(
                 f"freeze={freeze} names unknown groups {unknown}; "
-                f"the groups are {list(PARAMETER_GROUPS)}"
+                f"the groups are {list(GROUP_NAMES)}"
             )
+        groups = self.model.parameter_groups()
+        strange = sorted(set(groups) - set(GROUP_NAMES))
+        if strange:
+            raise ValueError(
+                f"{type(self.model).__name__}.parameter_groups() returned unknown groups "
+                f"{strange}; the optimiser knows {list(GROUP_NAMES)}"
+            )
+        grouped = {id(p) for params in groups.values() for p in params}
         orphans = [
             name
             for name, p in self.model.named_parameters()
-            if p.requires_grad and parameter_group(name) is None
+            if p.requires_grad and id(p) not in grouped
         ]
         if orphans:
             raise ValueError(
-                f"{len(orphans)} trainable parameters belong to no optimiser group, e.g. "
-                f"{orphans[:5]}; group prefixes are {PARAMETER_GROUPS}. Freeze them in the "
-                "model (requires_grad=False) or name the module after a group."
+                f"{len(orphans)} trainable parameters of {type(self.model).__name__} are in no "
+                f"parameter group, e.g. {orphans[:5]}: return them from parameter_groups() or "
+                "freeze them in the model (requires_grad=False)"
             )
-        for name, p in self.model.named_parameters():
-            if parameter_group(name) in freeze:
+        for group in freeze:
+            for p in groups.get(group, []):
                 p.requires_grad_(False)
         if self.hparams.grad_checkpointing:
-            if not hasattr(self.model, "set_grad_checkpointing"):
-                raise ValueError(
-                    f"grad_checkpointing=True but {type(self.model).__name__} has no "
-                    "set_grad_checkpointing(); set grad_checkpointing: false"
-                )
             self.model.set_grad_checkpointing(True)
 
     def configure_losses(self) -> None:
@@ -189,29 +167,28 @@ class FlashDepthTask(LightningModule):
         self.test_metrics = nn.ModuleDict()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW over the trainable groups, with a per-step linear warm-up."""
+        """AdamW over the model's trainable groups, with a per-step linear warm-up."""
         learning_rates = {
             "vit": self.hparams.lr_vit,
             "dpt": self.hparams.lr_dpt,
             "temporal": self.hparams.lr_temporal,
             "fusion": self.hparams.lr_fusion,
         }
-        params: dict[str, list[nn.Parameter]] = {group: [] for group in PARAMETER_GROUPS}
-        for name, p in self.model.named_parameters():
-            if p.requires_grad:
-                params[parameter_group(name)].append(p)
-        groups = [
-            {"name": group, "params": ps, "lr": learning_rates[group]}
-            for group, ps in params.items()
-            if ps
-        ]
+        groups = []
+        for name, params in self.model.parameter_groups().items():
+            trainable = [p for p in params if p.requires_grad]
+            if trainable:
+                groups.append({"name": name, "params": trainable, "lr": learning_rates[name]})
         if not groups:
             raise ValueError("every parameter is frozen: nothing to train (check `freeze`)")
         optimizer = AdamW(
             groups, betas=tuple(self.hparams.betas), weight_decay=self.hparams.weight_decay
         )
-        warmup = LinearWarmup(self.hparams.warmup_steps, self.hparams.warmup_start_factor)
-        scheduler = LambdaLR(optimizer, warmup)
+        steps = self.hparams.warmup_steps
+        start = self.hparams.warmup_start_factor if steps > 0 else 1.0
+        scheduler = LinearLR(
+            optimizer, start_factor=start, end_factor=1.0, total_iters=max(1, steps)
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -225,8 +202,13 @@ class FlashDepthTask(LightningModule):
         """Load ``init_weights`` once; refuse to test or predict with random weights."""
         if self._weights_ready:
             return
-        if self.hparams.init_weights:
-            report = load_weights(self.model, resolve_weights(self.hparams.init_weights))
+        weights = self.hparams.init_weights
+        if isinstance(weights, dict):
+            for part, source in weights.items():
+                report = load_weights(self.model, resolve_weights(source), part=part)
+                self.print(f"init_weights[{part}]: {report}")
+        elif weights:
+            report = load_weights(self.model, resolve_weights(weights))
             self.print(f"init_weights: {report}")
         elif stage in ("test", "predict"):
             raise RuntimeError(
@@ -251,33 +233,31 @@ class FlashDepthTask(LightningModule):
 
     def forward(self, clip: Tensor) -> Tensor:
         """Relative inverse depth ``(B, T, H, W)`` (×100 ≈ 100/m) of ImageNet-normalised
-        clips ``(B, T, 3, H, W)``; gradients flow through time for streaming models."""
-        if hasattr(self.model, "init_state"):
-            return self.model(clip)
-        return self.model(clip.flatten(0, 1)).unflatten(0, clip.shape[:2])  # (B*T,) -> (B, T)
+        clips ``(B, T, 3, H, W)``; gradients flow through time."""
+        return self.model(clip)
 
-    def stream(self, clip: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def stream(self, clip: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Frame after frame with constant memory in the clip length (evaluation).
 
         Args:
             clip: ``(B, T, 3, H, W)`` ImageNet-normalised.
-            state: Temporal state to start from (``None``: a fresh video).
+            state: State to start from (``None``: a fresh video).
 
         Returns:
-            ``(inverse_depth (B, T, H, W), final state)``; the state is ``None`` for
-            per-frame models.
+            ``(inverse_depth (B, T, H, W), final state)``.
         """
-        frames = []
-        if not hasattr(self.model, "init_state"):
-            for t in range(clip.shape[1]):
-                frames.append(self.model(clip[:, t]))
-            return torch.stack(frames, dim=1), None
         if state is None:
-            state = self.model.init_state(clip.shape[0])
+            state = self.fresh_state(clip)
+        frames = []
         for t in range(clip.shape[1]):
             depth, state = self.model.step(clip[:, t], state)
             frames.append(depth)
         return torch.stack(frames, dim=1), state
+
+    def fresh_state(self, clip: Tensor) -> Tensor:
+        """The model's state before the first frame of the videos of ``clip`` (B, T, 3, H, W)."""
+        size = (clip.shape[-2], clip.shape[-1])
+        return self.model.init_state(clip.shape[0], clip.device, image_size=size)
 
     @staticmethod
     def _resize(inverse_depth: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:
@@ -318,33 +298,21 @@ class FlashDepthTask(LightningModule):
             ).to(self.device)
         return metrics[dataset]
 
-    def _evaluate(self, batch: dict[str, Any], batch_idx: int, split: str) -> None:
-        """Stream whole videos, resize to the depth resolution, update per-dataset metrics."""
+    def _evaluate(self, batch: dict[str, Any], split: str) -> dict[str, Tensor]:
+        """Stream whole videos, resize to the depth resolution, update per-dataset metrics.
+
+        Returns:
+            ``{"inverse_depth": (B, T, Hd, Wd)}`` float32 at the ground truth's resolution,
+            for callbacks (:class:`flashdepth.callbacks.DepthMediaLogger`).
+        """
         prediction, _ = self.stream(normalize(batch["image"]))
         prediction = self._resize(prediction, batch["inverse_depth"].shape[-2:]).float()
-        real = [b for b in range(prediction.shape[0]) if not bool(batch["is_padding"][b])]
-        for b in real:
-            self._metric(split, batch["dataset"][b]).update(
-                prediction[b], batch["inverse_depth"][b], batch["valid"][b]
-            )
-        every = self.hparams.log_media_every_n_val_steps
-        if real and every > 0 and batch_idx % every == 0 and not self.trainer.sanity_checking:
-            self._log_media(batch, prediction, real[0], f"{split}_media/{batch_idx:04d}")
-
-    def _log_media(self, batch: dict[str, Any], prediction: Tensor, b: int, tag: str) -> None:
-        if not self.trainer.is_global_zero:
-            return
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                log_depth_media(
-                    logger.experiment,
-                    f"{tag}_{batch['dataset'][b]}",
-                    batch["image"][b],
-                    batch["inverse_depth"][b],
-                    prediction[b],
-                    batch["valid"][b],
-                    self.global_step,
+        for b in range(prediction.shape[0]):
+            if not bool(batch["is_padding"][b]):
+                self._metric(split, batch["dataset"][b]).update(
+                    prediction[b], batch["inverse_depth"][b], batch["valid"][b]
                 )
+        return {"inverse_depth": prediction}
 
     def _log_epoch_metrics(self, split: str) -> None:
         """Compute (synced) metrics of every dataset any process saw; log them and their mean."""
@@ -364,35 +332,33 @@ class FlashDepthTask(LightningModule):
         for key, per_dataset in totals.items():
             self.log(f"{split}/{key}", sum(per_dataset) / len(per_dataset), sync_dist=False)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def _carried_state(self, batch: dict[str, Any]) -> Tensor | None:
+    def _carried_state(self, batch: dict[str, Any]) -> Tensor:
         """The state to start this batch from: per row, the previous batch's final state
         if the row continues the same video (same dataset and scene, and a first frame id one
         clip length after the previous one), else fresh. Shards stored at a stride > 1 advance
         frame ids faster, so their clips start fresh: state is never carried across a gap."""
-        if self._stream is None or not hasattr(self.model, "init_state"):
-            return None
+        fresh = self.fresh_state(batch["image"])
+        if self._stream is None:
+            return fresh
         rows, previous = self._stream
-        batch_size = batch["image"].shape[0]
-        dim = self.model.temporal.state_batch_dim
-        fresh = self.model.init_state(batch_size)
         chosen = []
-        for b in range(batch_size):
+        for b in range(fresh.shape[0]):  # dim 0 of every state indexes the videos
             here = (batch["dataset"][b], batch["scene"][b], int(batch["start_frame"][b]))
-            continues = b < len(rows) and rows[b] == here
-            chosen.append(previous.select(dim, b) if continues else fresh.select(dim, b))
-        return torch.stack(chosen, dim=dim)
+            continues = b < len(rows) and rows[b] == here and previous[b].shape == fresh[b].shape
+            chosen.append(previous[b] if continues else fresh[b])
+        return torch.stack(chosen)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Stream a batch of clips, continuing the videos of the previous batch.

@@ -49,5 +49,4 @@ def tiny_trainer(root: Path) -> list[str]:
 SMALL_MODEL = [
     "--model.model.init_args.encoder=vits",
     "--model.model.init_args.stage=1",
-    "--model.model.init_args.temporal.init_args.dim=64",
 ]

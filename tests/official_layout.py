@@ -116,3 +116,36 @@ def make_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Tensors of the given shapes (random by default; ``torch.empty`` on meta for big ones)."""
     return {key: factory(*shape, **kwargs) for key, shape in shapes.items()}
+
+
+def full_shapes() -> dict[str, tuple[int, ...]]:
+    """Keys of the released FlashDepth (Full) state dict: 776 tensors.
+
+    239 student (ViT-S + DPT-S, mask token included), 66 Mamba, 64 fusion
+    (``hybrid_fusion.blocks.0.{0..3}``, 16 each) and 407 teacher (``teacher_model.*``:
+    ViT-L + DPT-L).
+    """
+    shapes = release_shapes("vits")
+    width, context = VIT["vits"][2], VIT["vitl"][2]
+    block = {
+        "norm1.weight": (width,),
+        "norm1.bias": (width,),
+        "attention.q.weight": (width, width),
+        "attention.kv.weight": (2 * width, width),
+        "attention.proj.weight": (width, width),
+        "attention.proj.bias": (width,),
+        "context_norm.weight": (width,),
+        "context_norm.bias": (width,),
+        "norm2.weight": (width,),
+        "norm2.bias": (width,),
+        "mlp.0.weight": (2 * width, width),
+        "mlp.0.bias": (2 * width,),
+        "mlp.2.weight": (width, 2 * width),
+        "mlp.2.bias": (width,),
+        "context_proj.weight": (width, context),
+        "context_proj.bias": (width,),
+    }
+    for i in range(4):
+        shapes |= {f"hybrid_fusion.blocks.0.{i}.{k}": v for k, v in block.items()}
+    shapes |= {f"teacher_model.{k}": v for k, v in dav2_shapes("vitl").items()}
+    return shapes

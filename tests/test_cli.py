@@ -109,7 +109,7 @@ def test_predict_from_checkpoint_writes_depth_per_frame(checkpoint, cache, tmp_p
 
 @pytest.mark.parametrize(("encoder", "width"), [("vits", 64), ("vitb", 128)])
 def test_temporal_width_follows_the_encoder(encoder: str, width: int) -> None:
-    """One temporal overlay serves every encoder: its dim is linked to the DPT width."""
+    """One temporal overlay serves every encoder: the model calls the factory with its width."""
     gru = str(Path(QUICKSTART).parent / "ablations" / "temporal_gru.yaml")
     encoder_arg = f"--model.init_args.model.init_args.encoder={encoder}"
     cli = build_cli(["-c", QUICKSTART, "-c", gru, encoder_arg], run=False)

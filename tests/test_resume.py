@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
@@ -66,4 +67,5 @@ def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path) -> None:
         torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
     straight_lr = [g["lr"] for g in straight.trainer.optimizers[0].param_groups]
     assert [g["lr"] for g in resumed.trainer.optimizers[0].param_groups] == straight_lr
-    assert straight_lr[0] == 5e-5  # warm-up over: the quickstart's ViT learning rate
+    # warm-up over: the quickstart's ViT learning rate (LinearLR multiplies factors: 1 ulp)
+    assert straight_lr[0] == pytest.approx(5e-5, rel=1e-12)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from flashdepth import create_model
 from flashdepth.metrics import VideoDepthMetrics
-from flashdepth.task import FlashDepthTask, LinearWarmup, parameter_group
+from flashdepth.task import FlashDepthTask
 from flashdepth.transforms import normalize
 
 H, W = 42, 56
@@ -67,9 +67,26 @@ def test_parameter_groups_cover_every_parameter_with_its_learning_rate() -> None
     frozen = [n for n, p in task.model.named_parameters() if not p.requires_grad]
     # only the block DAv2 never runs (path_4 has no skip input) is frozen
     assert {n.rsplit(".", 2)[0] for n in frozen} == {"depth_head.scratch.refinenet4.resConfUnit1"}
-    assert parameter_group("temporal_out.1.weight") == "temporal"
-    assert parameter_group("pretrained.blocks.0.attn.qkv.weight") == "vit"
-    assert parameter_group("teacher.pretrained.cls_token") is None
+    temporal = {id(p) for p in by_name["temporal"]["params"]}
+    assert id(task.model.temporal_out[1].weight) in temporal
+    assert id(task.model.pretrained.blocks[0].attn.qkv.weight) in {
+        id(p) for p in by_name["vit"]["params"]
+    }
+
+
+def test_a_frozen_teacher_is_in_no_group_and_fusion_has_its_own() -> None:
+    with torch.device("meta"):
+        model = create_model("flashdepth-full")
+    task = FlashDepthTask(model, lr_fusion=7.0)
+    optimizer = task.configure_optimizers()["optimizer"]
+    by_name = {g["name"]: g for g in optimizer.param_groups}
+    assert set(by_name) == {"vit", "dpt", "temporal", "fusion"}
+    assert by_name["fusion"]["initial_lr"] == 7.0
+    assert {id(p) for p in by_name["fusion"]["params"]} == {
+        id(p) for p in model.fusion.parameters()
+    }
+    grouped = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert not grouped & {id(p) for p in model.teacher.parameters()}
 
 
 def test_freeze_removes_a_group_from_training() -> None:
@@ -88,12 +105,22 @@ def test_parameters_outside_every_group_are_refused() -> None:
         FlashDepthTask(model)
 
 
-def test_linear_warmup_then_constant() -> None:
-    warmup = LinearWarmup(steps=100, start_factor=1e-4)
-    assert warmup(0) == pytest.approx(1e-4)
-    assert warmup(50) == pytest.approx(1e-4 + (1 - 1e-4) * 0.5)
-    assert warmup(100) == warmup(5000) == 1.0
-    assert LinearWarmup(0, 1e-4)(0) == 1.0
+@pytest.mark.parametrize(
+    ("steps", "factors"), [(100, {0: 1e-4, 50: 0.50005, 100: 1.0}), (0, {0: 1.0})]
+)
+def test_linear_warmup_then_constant(steps: int, factors: dict[int, float]) -> None:
+    task = FlashDepthTask(create_model("depth-anything-v2-vits"), warmup_steps=steps, lr_vit=1.0)
+    configured = task.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LinearLR)
+    seen = {}
+    for step in range(201):
+        seen[step] = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+    for step, factor in factors.items():
+        assert seen[step] == pytest.approx(factor, rel=1e-6)
+    assert seen[200] == pytest.approx(1.0)
 
 
 def test_training_steps_follow_the_warmup_and_log_lr_per_group(tmp_path) -> None:
@@ -127,7 +154,7 @@ def test_test_refuses_random_weights(tmp_path) -> None:
 
 
 def test_evaluation_is_per_dataset_skips_padding_and_averages(tmp_path) -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"), log_media_every_n_val_steps=0)
+    task = FlashDepthTask(create_model("flashdepth-s"))
     first, second = batch(["sintel", "eth3d"], padding=[False, True]), batch(["eth3d"], start=9)
     results = trainer(tmp_path).validate(task, loader(first, second))[0]
 

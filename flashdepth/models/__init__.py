@@ -1,7 +1,10 @@
 """Plain-PyTorch networks of the zoo (no Lightning imports).
 
 ``DinoV2Encoder`` → ``DPTDecoder`` → ``DepthAnythingV2``; ``FlashDepth`` adds a
-temporal component after one DPT stage. Presets live in :mod:`flashdepth.models.registry`.
+temporal component after one DPT stage; ``FlashDepthHybrid`` (FlashDepth Full) fuses a
+frozen large teacher into it; ``LowResolutionUpsampler`` upsamples a frozen low-resolution
+FlashDepth. Every model satisfies ``StreamingDepthModel`` (:mod:`flashdepth.models.contract`).
+Presets live in :mod:`flashdepth.models.registry`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ _LAZY = {
     "DPTDecoder": "flashdepth.models.dpt",
     "DepthAnythingV2": "flashdepth.models.depth_anything",
     "FlashDepth": "flashdepth.models.flashdepth",
+    "FlashDepthHybrid": "flashdepth.models.hybrid",
+    "LowResolutionUpsampler": "flashdepth.models.upsampled",
+    "StreamingDepthModel": "flashdepth.models.contract",
     "create_model": "flashdepth.models.registry",
     "list_models": "flashdepth.models.registry",
 }

@@ -10,13 +10,13 @@ which the official model holds but never uses). The data flow, top to bottom:
    ``path_2`` at x4, ``path_1`` at x8.
 3. :meth:`DPTDecoder.head`: convs and a resize to the input resolution, one channel.
 
-:meth:`DPTDecoder.forward` runs the stages and lets a caller modify the features after
-any stage (FlashDepth's temporal module) or supply ``path_4`` (the hybrid model).
+:meth:`DPTDecoder.forward` runs the stages in order; FlashDepth and the hybrid call the
+stages one by one and add their temporal and fusion steps between them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -152,19 +152,29 @@ class DPTDecoder(nn.Module):
         """
         if len(features) != 4:
             raise ValueError(f"DPT needs 4 token maps, got {len(features)}.")
-        layers = []
-        for i, tokens in enumerate(features):
-            batch, count, dim = tokens.shape
-            if count != patch_h * patch_w:
-                raise ValueError(
-                    f"Token map {i} has {count} tokens, expected patch_h*patch_w = "
-                    f"{patch_h}*{patch_w} = {patch_h * patch_w}."
-                )
-            # (B, h*w, C) -> (B, C, h, w)
-            x = tokens.transpose(1, 2).reshape(batch, dim, patch_h, patch_w)
-            x = self.resize_layers[i](self.projects[i](x))
-            layers.append(getattr(self.scratch, f"layer{i + 1}_rn")(x))
-        return layers
+        return [self.reassemble_level(i, x, patch_h, patch_w) for i, x in enumerate(features)]
+
+    def reassemble_level(self, level: int, tokens: Tensor, patch_h: int, patch_w: int) -> Tensor:
+        """One token map ``(B, patch_h*patch_w, C)`` -> the ``layer{level+1}_rn`` feature map."""
+        batch, count, dim = tokens.shape
+        if count != patch_h * patch_w:
+            raise ValueError(
+                f"Token map {level} has {count} tokens, expected patch_h*patch_w = "
+                f"{patch_h}*{patch_w} = {patch_h * patch_w}."
+            )
+        # (B, h*w, C) -> (B, C, h, w)
+        x = tokens.transpose(1, 2).reshape(batch, dim, patch_h, patch_w)
+        x = self.resize_layers[level](self.projects[level](x))
+        return getattr(self.scratch, f"layer{level + 1}_rn")(x)
+
+    def path_4_from_deepest(self, tokens: Tensor, patch_h: int, patch_w: int) -> Tensor:
+        """path_4 from the deepest token map alone (path_4 reads only the size of layer 3).
+
+        This is all a teacher of the hybrid model has to compute: one projection, one
+        resize, one 3x3 conv and ``refinenet4``.
+        """
+        deepest = self.reassemble_level(3, tokens, patch_h, patch_w)
+        return self._run(self.scratch.refinenet4, deepest, size=(patch_h, patch_w))
 
     def path_4(self, layers: Sequence[Tensor]) -> Tensor:
         """Deepest stage, at the patch grid (the size of ``layers[2]``)."""
@@ -182,41 +192,32 @@ class DPTDecoder(nn.Module):
         """Finest stage, at eight times the patch grid."""
         return self._run(self.scratch.refinenet1, path_2, layers[0])
 
-    def head(self, path_1: Tensor, patch_h: int, patch_w: int) -> Tensor:
-        """Map ``path_1`` to one channel at the input resolution ``(B, 1, 14*ph, 14*pw)``."""
-        x = self.scratch.output_conv1(path_1)
+    def head_features(self, path_1: Tensor) -> Tensor:
+        """``output_conv1(path_1)``: the head's ``features/2``-channel map at path_1's size."""
+        return self.scratch.output_conv1(path_1)
+
+    def depth_from_head_features(self, features: Tensor, patch_h: int, patch_w: int) -> Tensor:
+        """Resize :meth:`head_features` to the input resolution and map them to one channel
+        ``(B, 1, 14*ph, 14*pw)``."""
         size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        x = F.interpolate(features, size=size, mode="bilinear", align_corners=True)
         return self.scratch.output_conv2(x)
 
-    def forward(
-        self,
-        features: Sequence[Tensor],
-        patch_h: int,
-        patch_w: int,
-        after_stage: Callable[[int, Tensor], Tensor] | None = None,
-        path_4: Tensor | None = None,
-    ) -> Tensor:
+    def head(self, path_1: Tensor, patch_h: int, patch_w: int) -> Tensor:
+        """Map ``path_1`` to one channel at the input resolution ``(B, 1, 14*ph, 14*pw)``."""
+        return self.depth_from_head_features(self.head_features(path_1), patch_h, patch_w)
+
+    def forward(self, features: Sequence[Tensor], patch_h: int, patch_w: int) -> Tensor:
         """Decode four ViT token maps into a one-channel map ``(B, 1, 14*ph, 14*pw)``.
 
         Args:
             features: Four ``(B, patch_h*patch_w, C)`` token maps, shallow to deep.
             patch_h: Patch-grid height.
             patch_w: Patch-grid width.
-            after_stage: Called as ``after_stage(k, x)`` after stage ``k`` (0 after path_4,
-                1 after path_3, 2 after path_2, 3 after path_1); its return value replaces
-                ``x``.
-            path_4: Use this ``(B, features, patch_h, patch_w)`` map instead of computing
-                path_4 (its ``after_stage(0, ...)`` call still happens).
         """
-        hook = after_stage if after_stage is not None else _keep
         layers = self.reassemble(features, patch_h, patch_w)
-        x = hook(0, self.path_4(layers) if path_4 is None else path_4)
-        for k, stage in enumerate((self.path_3, self.path_2, self.path_1), start=1):
-            x = hook(k, stage(x, layers))
+        x = self.path_4(layers)
+        x = self.path_3(x, layers)
+        x = self.path_2(x, layers)
+        x = self.path_1(x, layers)
         return self.head(x, patch_h, patch_w)
-
-
-def _keep(stage: int, x: Tensor) -> Tensor:
-    """The default ``after_stage``: leave the features unchanged."""
-    return x

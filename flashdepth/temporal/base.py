@@ -7,9 +7,13 @@ reset per video by zeroing its batch slice, batched across videos by
 concatenating along dim 0, and trained through time (the tensor keeps its
 autograd history inside a clip).
 
-Each component says which dimension of its state indexes the batch
-(:attr:`TemporalModule.state_batch_dim`), so callers can select or reset single
-videos without knowing what the component is.
+Dim 0 of every state indexes the batch, and the state's shape is fixed from frame 0:
+:meth:`TemporalModule.init_state` is told the pooled grid the component will see, so
+``torch.compile(fullgraph=True)`` and CUDA graphs can capture a streaming step.
+
+Components are injected into FlashDepth as factories ``Callable[[int], TemporalModule]``
+(the class with every argument but ``dim``): the model calls ``factory(dpt_width)``, so
+a recipe never states a width that follows the encoder.
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ class TemporalModule(nn.Module, ABC):
         dim: Channels ``C`` of the feature grid the component receives (the DPT width).
     """
 
-    #: Dimension of the state tensor that indexes the batch.
-    state_batch_dim: int = 0
-
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
@@ -38,13 +39,17 @@ class TemporalModule(nn.Module, ABC):
     def init_state(
         self,
         batch_size: int,
+        grid: tuple[int, int] | None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """The state before the first frame of a video (zeros).
+        """The state before the first frame of a video (zeros), batch on dim 0.
 
         Args:
             batch_size: Number of videos streamed side by side.
+            grid: ``(h, w)`` of the pooled feature grid every frame will have. Only
+                components whose state is a map of the grid (the GRU) need it; the
+                others accept ``None``.
             device: Device of the state; defaults to the module's.
             dtype: Floating dtype of the state; components that need float32 for a
                 stable recurrence may ignore it.
@@ -73,7 +78,7 @@ class TemporalModule(nn.Module, ABC):
             ``(features (B, T, C, h, w), final_state)``.
         """
         if state is None:
-            state = self.init_state(clip.shape[0], clip.device, clip.dtype)
+            state = self.init_state(clip.shape[0], clip.shape[-2:], clip.device, clip.dtype)
         outputs = []
         for t in range(clip.shape[1]):
             out, state = self.step(clip[:, t], state)

@@ -24,17 +24,14 @@ from flashdepth.temporal.base import TemporalModule
 class GRUTemporal(TemporalModule):
     """Convolutional GRU carrying a hidden feature map across frames.
 
-    The state is the hidden map ``(B, hidden_dim, h, w)``. Since the grid size is only
-    known once the first frame arrives, :meth:`init_state` returns an empty grid
-    ``(B, hidden_dim, 0, 0)`` that :meth:`step` reads as zeros.
+    The state is the hidden map ``(B, hidden_dim, h, w)`` of the pooled grid, zeros before
+    the first frame (its shape never changes during a video).
 
     Args:
         dim: Channels of the feature grid.
         hidden_dim: Channels of the hidden map; ``dim`` when ``None``.
         kernel_size: Odd size of the gate and candidate convolutions.
     """
-
-    state_batch_dim = 0
 
     def __init__(self, dim: int, hidden_dim: int | None = None, kernel_size: int = 3) -> None:
         super().__init__(dim)
@@ -52,14 +49,24 @@ class GRUTemporal(TemporalModule):
     def init_state(
         self,
         batch_size: int,
+        grid: tuple[int, int] | None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """An empty hidden map ``(B, hidden_dim, 0, 0)``, meaning "zeros of the grid size"."""
+        """A zero hidden map ``(B, hidden_dim, h, w)`` for the pooled ``grid`` ``(h, w)``.
+
+        The state is a map of the grid, so ``grid`` is required (``None`` raises).
+        """
+        if grid is None:
+            raise ValueError(
+                "GRUTemporal's state is a map of the pooled grid, so init_state needs "
+                "grid=(h, w); pass image_size=(H, W) to the model's init_state"
+            )
         if dtype is None:
             dtype = self.conv_gates.weight.dtype
         device = self._param_device(device)
-        return torch.zeros(batch_size, self.hidden_dim, 0, 0, device=device, dtype=dtype)
+        height, width = grid
+        return torch.zeros(batch_size, self.hidden_dim, height, width, device=device, dtype=dtype)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """One frame ``(B, C, h, w)`` -> ``(features (B, C, h, w), hidden (B, hidden, h, w))``."""
@@ -71,13 +78,11 @@ class GRUTemporal(TemporalModule):
                 f"GRU state must be (B, hidden_dim, h, w) with (B, hidden_dim) = "
                 f"{(batch, self.hidden_dim)}, got {tuple(state.shape)}"
             )
-        if state.shape[2:] == (0, 0):
-            state = x.new_zeros(batch, self.hidden_dim, height, width)
-        elif state.shape[2:] != (height, width):
+        if state.shape[2:] != (height, width):
             raise ValueError(
                 f"GRU state grid {tuple(state.shape[2:])} does not match the frame's pooled grid "
-                f"{(height, width)}; frames of one video must keep their size, so start a new "
-                "video from init_state"
+                f"{(height, width)}; build the state with init_state(batch, grid=(h, w)) for the "
+                "frame size, and start a new video from init_state when the size changes"
             )
         reset, update = torch.sigmoid(self.conv_gates(torch.cat([x, state], dim=1))).chunk(2, 1)
         candidate = torch.tanh(self.conv_candidate(torch.cat([x, reset * state], dim=1)))

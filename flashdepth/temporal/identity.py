@@ -20,15 +20,15 @@ class IdentityTemporal(TemporalModule):
         dim: Channels of the feature grid (checked, otherwise unused).
     """
 
-    state_batch_dim = 0
-
     def init_state(
         self,
         batch_size: int,
+        grid: tuple[int, int] | None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """An empty ``(B, 0)`` tensor that only records the batch size."""
+        """An empty ``(B, 0)`` tensor that only records the batch size (``grid`` is unused,
+        ``None`` is fine: only map-shaped states need it)."""
         return torch.zeros(batch_size, 0, device=self._param_device(device), dtype=dtype)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

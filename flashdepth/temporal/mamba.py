@@ -233,8 +233,8 @@ class MambaBlock(nn.Module):
 class MambaTemporal(TemporalModule):
     """FlashDepth's temporal module: Mamba blocks over the row-major tokens of the grid.
 
-    The state is one float32 tensor ``(num_blocks, B, nheads, headdim, d_state)``: the
-    SSM state of every block (batch on dim 1). FlashDepth-S uses ``dim=64, expand=4,
+    The state is one float32 tensor ``(B, num_blocks, nheads, headdim, d_state)``: the
+    SSM state of every block. FlashDepth-S uses ``dim=64, expand=4,
     headdim=32``; FlashDepth-L ``dim=256, expand=2, headdim=64`` (8 heads each).
 
     Args:
@@ -247,8 +247,6 @@ class MambaTemporal(TemporalModule):
         chunk_size: Chunk length of the SSD scan.
         use_triton: Use mamba-ssm's Triton scan on CUDA when it imports.
     """
-
-    state_batch_dim = 1
 
     def __init__(
         self,
@@ -270,15 +268,20 @@ class MambaTemporal(TemporalModule):
     def init_state(
         self,
         batch_size: int,
+        grid: tuple[int, int] | None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """Zeros ``(num_blocks, B, nheads, headdim, d_state)``, always float32 (``dtype`` is
-        ignored: the recurrence is kept in full precision)."""
-        shape = self.blocks[0].mamba.state_shape(batch_size)
+        """Zeros ``(B, num_blocks, nheads, headdim, d_state)``, always float32 (``dtype`` is
+        ignored: the recurrence is kept in full precision). ``grid`` is unused and may be
+        ``None``: only map-shaped states need it."""
         return torch.zeros(
-            len(self.blocks), *shape, device=self._param_device(device), dtype=torch.float32
+            self._state_shape(batch_size), device=self._param_device(device), dtype=torch.float32
         )
+
+    def _state_shape(self, batch_size: int) -> tuple[int, ...]:
+        batch, *per_block = self.blocks[0].mamba.state_shape(batch_size)
+        return (batch, len(self.blocks), *per_block)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """One frame ``(B, C, h, w)`` -> ``(features (B, C, h, w), new_state)``."""
@@ -303,17 +306,17 @@ class MambaTemporal(TemporalModule):
         if channels != self.dim:
             raise ValueError(f"MambaTemporal(dim={self.dim}) got features with {channels} channels")
         if state is None:
-            state = self.init_state(batch, clip.device)
-        expected = (len(self.blocks), *self.blocks[0].mamba.state_shape(batch))
+            state = self.init_state(batch, (height, width), clip.device)
+        expected = self._state_shape(batch)
         if state.shape != expected:
             raise ValueError(
-                f"state must be (num_blocks, B, nheads, headdim, d_state) = {expected}, got "
-                f"{tuple(state.shape)}; start each video from init_state(batch_size)"
+                f"state must be (B, num_blocks, nheads, headdim, d_state) = {expected}, got "
+                f"{tuple(state.shape)}; start each video from init_state(batch_size, grid)"
             )
         tokens = clip.flatten(3).transpose(2, 3)  # (B, T, C, h, w) -> (B, T, h*w, C), row-major
         new_states = []
-        for block, block_state in zip(self.blocks, state, strict=True):
+        for block, block_state in zip(self.blocks, state.unbind(1), strict=True):
             tokens, block_state = block(tokens, block_state)
             new_states.append(block_state)
         out = tokens.transpose(2, 3).unflatten(3, (height, width))  # -> (B, T, C, h, w)
-        return out, torch.stack(new_states)
+        return out, torch.stack(new_states, dim=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from flashdepth.models.contract import StreamingDepthModel
 from flashdepth.models.depth_anything import DepthAnythingV2
 from tests.official_layout import VIT, dav2_shapes
 
@@ -59,15 +60,33 @@ def test_forward_is_encode_then_decode(vits: DepthAnythingV2) -> None:
             vits.pretrained.get_intermediate_layers(image, [2, 5, 8, 11]), 5, 9
         ).squeeze(1)
         torch.testing.assert_close(vits(image), reference, rtol=0, atol=0)
-        stage_sizes = []
+        layers, patch_h, patch_w = vits.encode_layers(image)
+        head = vits.depth_head
+        stages = [head.path_4(layers)]
+        stages.append(head.path_3(stages[-1], layers))
+        stages.append(head.path_2(stages[-1], layers))
+        stages.append(head.path_1(stages[-1], layers))
+        staged = head.head(stages[-1], patch_h, patch_w).squeeze(1)
+    torch.testing.assert_close(staged, reference, rtol=0, atol=0)
+    assert [tuple(x.shape[-2:]) for x in stages] == [(5, 9), (10, 18), (20, 36), (40, 72)]
 
-        def record(k: int, x: torch.Tensor) -> torch.Tensor:
-            stage_sizes.append(tuple(x.shape[-2:]))
-            return x
 
-        hooked = vits.decode(features, patch_h, patch_w, after_stage=record)
-    torch.testing.assert_close(hooked, reference, rtol=0, atol=0)
-    assert stage_sizes == [(5, 9), (10, 18), (20, 36), (40, 72)]
+def test_per_frame_model_satisfies_the_streaming_contract(vits: DepthAnythingV2) -> None:
+    clip = torch.randn(2, 3, 3, 42, 56)
+    assert isinstance(vits, StreamingDepthModel)
+    assert vits.weight_parts() == {}
+    groups = vits.parameter_groups()
+    assert set(groups) == {"vit", "dpt"}
+    assert sum(len(g) for g in groups.values()) == len(list(vits.parameters()))
+    with torch.no_grad():
+        whole = vits(clip)
+        state = vits.init_state(2, image_size=(42, 56))
+        assert state.shape == (2, 0)
+        for t in range(3):
+            depth, state = vits.step(clip[:, t], state)
+            torch.testing.assert_close(depth, whole[:, t], rtol=0, atol=1e-6)
+            torch.testing.assert_close(depth, vits(clip[:, t]), rtol=0, atol=0)
+        assert state.shape == (2, 0)
 
 
 def test_official_checkpoint_values_load() -> None:
@@ -88,7 +107,7 @@ def test_official_checkpoint_values_load() -> None:
 def test_bad_input_is_explained(vits: DepthAnythingV2) -> None:
     with pytest.raises(ValueError, match=r"70x130.*width 126 or 140"):
         vits(torch.randn(1, 3, 70, 130))
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\), got shape \(3, 70, 126\)"):
+    with pytest.raises(ValueError, match=r"clip \(B, T, 3, H, W\), got shape \(3, 70, 126\)"):
         vits(torch.randn(3, 70, 126))
     with pytest.raises(ValueError, match="choose one of"):
         DepthAnythingV2("vit_small")

@@ -82,42 +82,31 @@ def test_stages_compose_to_forward_at_dpt_sizes(
         torch.testing.assert_close(decoder(features, PH, PW), depth, rtol=0, atol=0)
 
 
-def test_after_stage_sees_every_stage_and_its_result_is_used(
-    decoder: DPTDecoder, features: list[torch.Tensor]
-) -> None:
-    seen: list[tuple[int, tuple[int, ...]]] = []
-
-    def record(k: int, x: torch.Tensor) -> torch.Tensor:
-        seen.append((k, tuple(x.shape[-2:])))
-        return x
-
-    with torch.no_grad():
-        plain = decoder(features, PH, PW)
-        hooked = decoder(features, PH, PW, after_stage=record)
-        shifted = decoder(features, PH, PW, after_stage=lambda k, x: x + 1.0 if k == 1 else x)
-    assert seen == [
-        (0, (PH, PW)),
-        (1, (2 * PH, 2 * PW)),
-        (2, (4 * PH, 4 * PW)),
-        (3, (8 * PH, 8 * PW)),
-    ]
-    torch.testing.assert_close(hooked, plain, rtol=0, atol=0)
-    assert (shifted - plain).abs().max() > 1e-4
-
-
-def test_path_4_override_replaces_the_deepest_stage(
+def test_path_4_from_the_deepest_map_alone_equals_the_full_reassembly(
     decoder: DPTDecoder, features: list[torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    replacement = torch.randn(2, 16, PH, PW)
+    with torch.no_grad():
+        expected = decoder.path_4(decoder.reassemble(features, PH, PW))
+        # only projects[3], resize_layers[3] and layer4_rn run (what a hybrid teacher needs)
+        for level in range(3):
+            monkeypatch.setattr(decoder.projects[level], "forward", lambda x: pytest.fail())
+        deepest = decoder.path_4_from_deepest(features[3], PH, PW)
+    torch.testing.assert_close(deepest, expected, rtol=0, atol=0)
+    assert deepest.shape == (2, 16, PH, PW)
+
+
+def test_head_splits_into_features_and_depth(
+    decoder: DPTDecoder, features: list[torch.Tensor]
+) -> None:
     with torch.no_grad():
         layers = decoder.reassemble(features, PH, PW)
-        path_1 = decoder.path_1(decoder.path_2(decoder.path_3(replacement, layers), layers), layers)
-        expected = decoder.head(path_1, PH, PW)
-        plain = decoder(features, PH, PW)
-        monkeypatch.setattr(decoder, "path_4", lambda layers: pytest.fail("path_4 was computed"))
-        overridden = decoder(features, PH, PW, path_4=replacement)
-    torch.testing.assert_close(overridden, expected, rtol=0, atol=0)
-    assert (overridden - plain).abs().max() > 1e-4
+        path_1 = decoder.path_1(
+            decoder.path_2(decoder.path_3(decoder.path_4(layers), layers), layers), layers
+        )
+        head = decoder.head_features(path_1)
+        depth = decoder.depth_from_head_features(head, PH, PW)
+    assert head.shape == (2, 8, 8 * PH, 8 * PW)  # features/2 channels at path_1's size
+    torch.testing.assert_close(depth, decoder.head(path_1, PH, PW), rtol=0, atol=0)
 
 
 def test_fusion_block_follows_dav2() -> None:

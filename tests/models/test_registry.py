@@ -6,7 +6,10 @@ import pytest
 import torch
 
 import flashdepth
+from flashdepth.fusion import DAGFUpsampler, UNetUpsampler
 from flashdepth.models.flashdepth import FlashDepth
+from flashdepth.models.hybrid import FlashDepthHybrid
+from flashdepth.models.upsampled import LowResolutionUpsampler
 from flashdepth.temporal import GRUTemporal, IdentityTemporal, MambaTemporal
 
 PRESETS = {  # name -> (encoder, stage, temporal class, DPT width)
@@ -20,16 +23,21 @@ PRESETS = {  # name -> (encoder, stage, temporal class, DPT width)
     "flashdepth-l": ("vitl", 3, MambaTemporal, 256),
     "flashdepth-l-gru": ("vitl", 3, GRUTemporal, 256),
     "flashdepth-l-none": ("vitl", 3, IdentityTemporal, 256),
+    "flashdepth-full": ("vits", 1, MambaTemporal, 64),
 }
+#: Presets whose student/low-resolution model differs from the FlashDepth above.
+HOSTS = {"flashdepth-l-unet": UNetUpsampler, "flashdepth-l-dagf": DAGFUpsampler}
 SMALL = {"depth-anything-v2-vits", "flashdepth-s", "flashdepth-s-gru", "flashdepth-s-none"}
 
 
 def test_list_models() -> None:
-    assert flashdepth.list_models() == sorted(PRESETS)
+    assert flashdepth.list_models() == sorted([*PRESETS, *HOSTS])
     assert flashdepth.list_models("flashdepth-l*") == [
         "flashdepth-l",
+        "flashdepth-l-dagf",
         "flashdepth-l-gru",
         "flashdepth-l-none",
+        "flashdepth-l-unet",
     ]
     with pytest.raises(KeyError, match="available: depth-anything-v2-vitb"):
         flashdepth.create_model("flashdepth-xl")
@@ -47,6 +55,7 @@ def test_preset_architecture_and_output_shape(name: str) -> None:
             assert not isinstance(model, FlashDepth)
             out = model(torch.randn(2, 3, 70, 126))
             assert out.shape == (2, 70, 126)
+            assert model(torch.randn(2, 3, 3, 70, 126)).shape == (2, 3, 70, 126)
         else:
             assert isinstance(model, FlashDepth) and model.stage == stage
             assert isinstance(model.temporal, temporal_cls) and model.temporal.dim == width
@@ -63,5 +72,25 @@ def test_mamba_configs_of_released_presets() -> None:
     small = flashdepth.create_model("flashdepth-s")
     assert small.state_dict()["temporal.blocks.3.mamba.in_proj.weight"].shape == (1032, 64)
     assert large.state_dict()["temporal.blocks.3.mamba.in_proj.weight"].shape == (1544, 256)
-    assert small.temporal.init_state(1).shape[2:] == (8, 32, 256)
-    assert large.temporal.init_state(1).shape[2:] == (8, 64, 256)
+    assert small.temporal.init_state(1, None).shape[2:] == (8, 32, 256)
+    assert large.temporal.init_state(1, None).shape[2:] == (8, 64, 256)
+
+
+@pytest.mark.parametrize(("name", "upsampler"), sorted(HOSTS.items()))
+def test_upsampler_presets_freeze_a_released_flashdepth_l(name: str, upsampler: type) -> None:
+    with torch.device("meta"):
+        model = flashdepth.create_model(name)
+    assert isinstance(model, LowResolutionUpsampler) and isinstance(model.fusion, upsampler)
+    assert isinstance(model.low_res, FlashDepth) and model.low_res.encoder_name == "vitl"
+    assert model.low_res.stage == 3 and model.resolution == 518
+    assert not any(p.requires_grad for p in model.low_res.parameters())
+    assert set(model.parameter_groups()) == {"fusion"}
+
+
+def test_overrides_reach_the_constructor() -> None:
+    with torch.device("meta"):
+        model = flashdepth.create_model("flashdepth-full", teacher_resolution=518, num_blocks=2)
+    assert isinstance(model, FlashDepthHybrid)
+    assert model.teacher_resolution == 518 and len(model.fusion.blocks) == 2
+    with pytest.raises(TypeError, match=r"flashdepth-s \(FlashDepth\) has no argument.*'blocks'"):
+        flashdepth.create_model("flashdepth-s", blocks=2)

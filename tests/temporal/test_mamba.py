@@ -172,11 +172,15 @@ def test_wrong_state_shape_is_reported() -> None:
     m = Mamba2(16, **SMALL)
     with pytest.raises(ValueError, match=r"ssm_state must be .* = \(1, 4, 8, 16\)"):
         m(torch.randn(1, 5, 16), torch.zeros(1, 4, 8, 32))
-    with pytest.raises(ValueError, match="num_blocks, B, nheads"):
+    with pytest.raises(ValueError, match="B, num_blocks, nheads"):
         MambaTemporal(16, num_blocks=2, **SMALL).step(torch.randn(1, 16, 2, 2), torch.zeros(1))
     model = MambaTemporal(16, num_blocks=2, **SMALL)
+    # The old (num_blocks, B, ...) layout is rejected, naming the expected shape.
+    message = r"\(B, num_blocks, nheads, headdim, d_state\) = \(1, 2, 4, 8, 16\)"
+    with pytest.raises(ValueError, match=message):
+        model.step(torch.randn(1, 16, 2, 2), torch.zeros(2, 1, 4, 8, 16))
     with pytest.raises(ValueError, match=r"expects a frame \(B, C, h, w\), got \(1, 16, 4\)"):
-        model.step(torch.randn(1, 16, 4), model.init_state(1))
+        model.step(torch.randn(1, 16, 4), model.init_state(1, (1, 4)))
     with pytest.raises(ValueError, match=r"expects a clip \(B, T, C, h, w\), got \(1, 16, 4\)"):
         model(torch.randn(1, 16, 4))
 
@@ -248,15 +252,25 @@ def test_block_is_pre_norm_residual() -> None:
     torch.testing.assert_close(new_state, expected_state)
 
 
+def test_init_state_is_float32_zeros_batch_first_for_any_grid() -> None:
+    model = MambaTemporal(16, num_blocks=2, **SMALL)
+    state = model.init_state(3, (5, 6), dtype=torch.bfloat16)
+    assert state.shape == (3, 2, 4, 8, 16) and state.dtype == torch.float32
+    assert torch.equal(state, torch.zeros(3, 2, 4, 8, 16))
+    # The SSM state does not depend on the grid, so the grid may be left out.
+    assert torch.equal(model.init_state(3, None), state)
+
+
 def test_step_scans_the_grid_row_major() -> None:
     model = MambaTemporal(16, num_blocks=2, **SMALL)
     randomise_(model)
     grid = torch.randn(1, 16, 3, 4)
-    state = torch.randn(2, 1, 4, 8, 16)
+    state = torch.randn(1, 2, 4, 8, 16)  # (B, num_blocks, nheads, headdim, d_state)
     out, new_state = model.step(grid, state)
+    assert new_state.shape == state.shape
     tokens = torch.stack([grid[0, :, i, j] for i in range(3) for j in range(4)])[None]
     for i, block in enumerate(model.blocks):
-        tokens, block_state = block(tokens, state[i])
-        torch.testing.assert_close(new_state[i], block_state)
+        tokens, block_state = block(tokens, state[:, i])
+        torch.testing.assert_close(new_state[:, i], block_state)
     torch.testing.assert_close(out[0, :, 1, 2], tokens[0, 1 * 4 + 2])
     torch.testing.assert_close(out.flatten(2).transpose(1, 2), tokens)
