@@ -12,12 +12,33 @@ import yaml
 from flashdepth import create_model
 from flashdepth.cli import build_cli, main
 from flashdepth.temporal import GRUTemporal, IdentityTemporal, MambaTemporal
+from flashdepth.transforms import resize_shape
 from tests.cli_overrides import SMALL_MODEL, tiny_data, tiny_trainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 STAGES = ["stage1_s", "stage1_l"]
 OVERLAYS = ["temporal_gru", "temporal_none", "model_small", "model_large"]
+STAGE2_OVERLAYS = ["fusion_unet", "fusion_dagf", "fusion_blocks2", "teacher518"]
 EVALS = ["sintel", "eth3d", "waymo", "unrealstereo4k", "urbansyn"]
+#: The paper's test resolutions (H, W) and each dataset's native size.
+PAPER_RESOLUTIONS = {
+    "eth3d": ((4032, 6048), (1274, 1918)),
+    "waymo": ((1280, 1920), (1274, 1918)),
+    "sintel": ((436, 1024), (434, 1022)),
+    "urbansyn": ((1024, 2048), (1022, 2044)),
+    "unrealstereo4k": ((2160, 3840), (1148, 2044)),
+}
+#: The hybrid and the upsamplers shrunk to ViT-S pieces for a CPU.
+TINY_HYBRID = ["--model.model.init_args.teacher_encoder=vits"]
+TINY_UPSAMPLER = [
+    "--model.model.init_args.encoder=vits",
+    "--model.model.init_args.stage=1",
+    "--model.model.init_args.temporal.init_args.expand=4",
+    "--model.model.init_args.temporal.init_args.headdim=32",
+    "--model.model.init_args.resolution=28",
+    "--data.image_size=[56, 56]",  # the UNet needs sides divisible by 4
+    "--data.eval_short_side=56",
+]
 
 
 def recipe(name: str) -> str:
@@ -38,7 +59,8 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_recipe_file_is_covered() -> None:
     found = {str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")}
-    expected = {"quickstart", *STAGES, *(f"ablations/{o}" for o in OVERLAYS)}
+    expected = {"quickstart", *STAGES, "stage2", *(f"ablations/{o}" for o in OVERLAYS)}
+    expected |= {f"ablations/{o}" for o in STAGE2_OVERLAYS} | {"eval/model_full"}
     assert found == expected | {f"eval/{e}" for e in EVALS}
 
 
@@ -93,7 +115,100 @@ def test_eval_recipes_use_the_flashdepth_protocol(name: str, capsys) -> None:
     assert (task["metrics_protocol"], task["max_depth"]) == ("flashdepth", 70.0)
     data = config["data"]["init_args"]
     assert data["test_shards"] == f"data/shards/{name}"
-    assert data["eval_long_side_max"] == 2044
+    native, paper = PAPER_RESOLUTIONS[name]
+    size = resize_shape(*native, data["eval_short_side"], data["eval_long_side_max"])
+    assert size == paper
+
+
+def test_stage2_recipe_holds_the_released_settings(capsys) -> None:
+    config = printed_config(capsys, ["fit", "--config", recipe("stage2")])
+    task = config["model"]["init_args"]
+    model = task["model"]
+    assert model["class_path"] == "flashdepth.models.hybrid.FlashDepthHybrid"
+    hybrid = model["init_args"]
+    assert (hybrid["encoder"], hybrid["stage"], hybrid["teacher_encoder"]) == ("vits", 1, "vitl")
+    assert (hybrid["teacher_resolution"], hybrid["num_blocks"]) == (490, 4)
+    assert hybrid["temporal"]["init_args"]["expand"] == 4
+    assert task["init_weights"] == {
+        "student": "runs/stage1_s/checkpoints/last.ckpt",
+        "teacher": "runs/stage1_l/checkpoints/last.ckpt",
+    }
+    lrs = (task["lr_vit"], task["lr_dpt"], task["lr_temporal"], task["lr_fusion"])
+    assert lrs == (5e-6, 5e-5, 1e-4, 1e-4) and task["grad_checkpointing"] is True
+    data = config["data"]["init_args"]
+    assert data["train_shards"] == ["data/shards/mvs_synth", "data/shards/spring"]
+    assert data["train_strides"] == [[2], [2]] and data["clip_length"] == 5
+    assert data["image_size"] == [1078, 1918] and data["batch_size"] == 4
+    trainer = config["trainer"]
+    assert (trainer["devices"], trainer["strategy"], trainer["precision"]) == (
+        8,
+        "ddp",
+        "bf16-mixed",
+    )
+    assert trainer["max_steps"] == 60000
+    # the stage-1 recipes write where stage 2 reads
+    for stage in STAGES:
+        callbacks = printed_config(capsys, ["fit", "-c", recipe(stage)])["trainer"]["callbacks"]
+        dirpaths = [
+            c["init_args"].get("dirpath") for c in callbacks if "ModelCheckpoint" in c["class_path"]
+        ]
+        assert dirpaths == [f"runs/{stage}/checkpoints"]
+
+
+@pytest.mark.parametrize("overlay", STAGE2_OVERLAYS)
+def test_stage2_overlays_change_only_their_part(overlay: str, capsys) -> None:
+    base = printed_config(capsys, ["fit", "-c", recipe("stage2")])
+    both = printed_config(
+        capsys, ["fit", "-c", recipe("stage2"), "-c", recipe(f"ablations/{overlay}")]
+    )
+    model = both["model"]["init_args"]["model"]
+    if overlay.startswith("fusion_") and overlay != "fusion_blocks2":
+        assert model["class_path"] == "flashdepth.models.upsampled.LowResolutionUpsampler"
+        upsampler = {"fusion_unet": "UNetUpsampler", "fusion_dagf": "DAGFUpsampler"}[overlay]
+        assert model["init_args"]["upsampler"]["class_path"].endswith(upsampler)
+        assert model["init_args"]["encoder"] == "vitl" and model["init_args"]["resolution"] == 518
+        assert both["model"]["init_args"]["init_weights"] == {
+            "low_res": "runs/stage1_l/checkpoints/last.ckpt"
+        }
+    else:
+        changed = {"fusion_blocks2": ("num_blocks", 2), "teacher518": ("teacher_resolution", 518)}
+        key, value = changed[overlay]
+        assert model["init_args"][key] == value
+        rest = {k: v for k, v in model["init_args"].items() if k != key}
+        assert rest == {
+            k: v for k, v in base["model"]["init_args"]["model"]["init_args"].items() if k != key
+        }
+    assert both["data"] == base["data"]
+    assert both["trainer"]["default_root_dir"] == f"runs/ablation_{overlay}"
+
+
+@pytest.mark.parametrize("overlay", [None, *STAGE2_OVERLAYS])
+def test_stage2_recipes_train_with_tiny_overrides(overlay, cache, tmp_path) -> None:
+    configs = ["-c", recipe("stage2")]
+    tiny = TINY_HYBRID
+    if overlay is not None:
+        configs += ["-c", recipe(f"ablations/{overlay}")]
+        if overlay in ("fusion_unet", "fusion_dagf"):
+            tiny = TINY_UPSAMPLER
+    if overlay != "teacher518":
+        tiny = (
+            [*tiny, "--model.model.init_args.teacher_resolution=28"]
+            if tiny is TINY_HYBRID
+            else tiny
+        )
+    cli = build_cli(
+        ["fit", *configs, *tiny_data(cache), *tiny_trainer(tmp_path), *tiny]
+        + ["--model.init_weights=null", "--trainer.fast_dev_run=1"]
+    )
+    assert cli.trainer.global_step == 1
+    assert math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
+    groups = {g["name"] for g in cli.trainer.optimizers[0].param_groups}
+    expected = (
+        {"fusion"}
+        if overlay in ("fusion_unet", "fusion_dagf")
+        else {"vit", "dpt", "temporal", "fusion"}
+    )
+    assert groups == expected
 
 
 @pytest.mark.parametrize(
