@@ -119,6 +119,8 @@ def main(args: list[str] | None = None) -> int:
         return benchmark_main(rest)
     # Our training streams give exact lengths per rank and worker (see datamodules.clips)
     warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
+    # Frozen parts (the hybrid's teacher, the upsamplers' FlashDepth-L) stay in eval mode on purpose
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # None lets Lightning read sys.argv itself (it warns when given both)
     build_cli(args)
     return 0
