@@ -18,16 +18,31 @@ Three layouts are recognised and mapped onto the zoo's parameter names:
     Our own: a plain ``model.state_dict()``, or a Lightning checkpoint whose
     ``state_dict`` holds the model under the prefix ``model.``.
 
-Everything is read with ``torch.load(weights_only=True)``: no pickled code runs.
+Everything is read with ``torch.load(weights_only=True)``: no pickled code runs. Before
+loading, :func:`read_checkpoint` looks at the file itself (torch's zip archive or its older
+pickle format) so that a download gone wrong (an HTML page, a truncated archive, random
+bytes) is reported as not a checkpoint, and only a genuine checkpoint holding Python objects
+is reported as such.
+
+The weights registry (``flashdepth/weights_registry.json``, described for people in
+``checkpoints/README.md``) ships inside the package and is read with
+:mod:`importlib.resources`, so registry names work from an installed wheel too.
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import io
 import json
 import logging
 import os
 import pickle
+import pickletools
+import re
+import zipfile
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +65,17 @@ RELEASE_PREFIXES = (
 SWIGLU_RENAMES = ((".mlp.w12.", ".mlp.fc1."), (".mlp.w3.", ".mlp.fc2."))
 #: Official keys that the zoo does not use.
 UNUSED_KEYS = frozenset({"pretrained.mask_token", "teacher_model.pretrained.mask_token"})
-#: Where ``resolve_weights`` looks for registry files besides the working directory.
-REGISTRY_FILE = Path(__file__).resolve().parent.parent / "checkpoints" / "registry.json"
+#: The weights registry, a data file of the ``flashdepth`` package.
+REGISTRY_RESOURCE = "weights_registry.json"
+#: First bytes of torch's zip format (``torch.save`` since torch 1.6).
+ZIP_MAGIC = b"PK\x03\x04"
+#: First bytes of torch's older format: its magic number, pickled with protocol 2.
+LEGACY_MAGIC = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
+#: Pickles at the start of the older format: magic number, protocol, system info, the object.
+LEGACY_PICKLES = 4
+#: What reading a damaged zip archive or pickle stream raises.
+_DAMAGE = (zipfile.BadZipFile, ValueError, EOFError, OSError, RuntimeError)
+_HEADER_BYTES = 512
 _LISTED = 8
 
 
@@ -99,7 +123,10 @@ class CheckpointMismatchError(CheckpointError):
                 lines.append(f"  {len(items)} {title}: {shown}{more}")
         lines.append(
             "  Check that the preset matches the weights (e.g. flashdepth-s for a ViT-S "
-            "checkpoint, flashdepth-l for ViT-L) or pass strict=False to load what fits."
+            "checkpoint, flashdepth-l for ViT-L), or load only what fits: in Python "
+            "create_model(name, weights=..., strict=False) or load_weights(model, source, "
+            "strict=False); in a recipe `strict_weights: false` in the task's init_args "
+            "(--model.strict_weights false on the command line)."
         )
         if hint:
             lines.append(hint)
@@ -139,25 +166,137 @@ class LoadReport:
         return text
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load`` a checkpoint file safely (``weights_only=True``, on CPU)."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """``torch.load`` a checkpoint file safely (``weights_only=True``, on CPU).
+
+    Args:
+        path: A file written by ``torch.save`` (a ``.pth``, ``.pt`` or Lightning ``.ckpt``).
+        mmap: Map tensor storages from the file instead of reading them into memory (files in
+            torch's zip format): a full check of a large file that costs little memory.
+
+    Returns:
+        The loaded object, a dict.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        CheckpointError: The file is not a PyTorch checkpoint (empty, text, truncated, foreign
+            data), holds Python objects that safe loading refuses, or holds no dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint {path} does not exist; see checkpoints/README.md for where to get weights"
         )
+    zip_format, problem = _inspect_format(path)
+    if problem:
+        raise CheckpointError(_not_a_checkpoint(path, problem))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zip_format)
     except pickle.UnpicklingError as error:
+        if not _pickle_is_intact(path, zip_format):
+            kind = "zip archive" if zip_format else "file in torch's legacy format"
+            problem = f"a damaged {kind}: its pickle ends early or is corrupt"
+            raise CheckpointError(_not_a_checkpoint(path, problem)) from error
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f" (e.g. {refused.group(1)})" if refused else ""
         raise CheckpointError(
-            f"{path} holds Python objects that weights_only loading refuses ({error}). "
-            "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
+            f"{path} is a PyTorch checkpoint that holds Python objects{what}, which safe loading "
+            "(torch.load with weights_only=True) refuses, so nothing in it was run. Re-save it "
+            "as a plain state dict where it was made: torch.save(model.state_dict(), path)"
         ) from error
-    except (RuntimeError, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {error}") from error
+    except Exception as error:  # torch reports damage as RuntimeError, OSError, EOFError, ...
+        sentence = str(error).strip().split(". ")[0].partition("\n")[0]
+        damage = type(error).__name__ + (f": {sentence}" if sentence else "")
+        kind = "zip archive" if zip_format else "file in torch's legacy format"
+        raise CheckpointError(
+            _not_a_checkpoint(path, f"a damaged {kind}; torch.load fails with {damage}")
+        ) from error
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict of tensors")
     return obj
+
+
+def _inspect_format(path: Path) -> tuple[bool, str]:
+    """``(is torch's zip format, what is wrong)`` from the file's own bytes; ``""`` if nothing."""
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)
+    if not head:
+        return False, "the file is empty"
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except _DAMAGE:
+            return True, "a truncated or damaged zip archive: its table of contents is unreadable"
+        if not any(name.endswith("data.pkl") for name in names):
+            return True, "a zip archive without the data.pkl that torch.save writes"
+        return True, ""
+    if head.startswith(LEGACY_MAGIC):
+        return False, ""
+    if head[:1] == pickle.PROTO and len(head) > 1 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return False, "a Python pickle that torch.save did not write"
+    text = _as_text(head)
+    if text is not None:
+        first_line = text.strip().partition("\n")[0]
+        return False, f"a text file starting with {first_line[:60]!r}"
+    return False, f"unrecognised data starting with bytes {head[:8].hex(' ')}"
+
+
+def _as_text(head: bytes) -> str | None:
+    """The first bytes of a file as text, or ``None`` when they are not printable UTF-8."""
+    try:  # an incremental decoder accepts a character cut at the end of ``head``
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c in "\t\n\r" for c in text) else None
+
+
+def _pickle_is_intact(path: Path, zip_format: bool) -> bool:
+    """Whether the pickle of the checkpoint's object parses to its end, read without running it.
+
+    When it does, a refusal by ``weights_only`` is about what the file holds, not damage.
+    """
+    try:
+        with open(path, "rb") as file:
+            stream, pickles = file, LEGACY_PICKLES
+            if zip_format:
+                with zipfile.ZipFile(file) as archive:
+                    name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                    stream, pickles = io.BytesIO(archive.read(name)), 1  # read checks the CRC
+            for _ in range(pickles):
+                for _ in pickletools.genops(stream):
+                    pass
+    except _DAMAGE:
+        return False
+    return True
+
+
+def _not_a_checkpoint(path: Path, problem: str) -> str:
+    """The message for a file that torch.load cannot read, with what to do about it."""
+    start = f"{path} is not a PyTorch checkpoint ({problem})."
+    entry = next((e for e in registry().values() if e["file"] == path.name), None)
+    if entry is None:
+        return (
+            f"{start} Download it again, or save it again with torch.save; where its source "
+            f"publishes a sha256, compare it with the file's (sha256sum {path})."
+        )
+    if entry["sha256"]:
+        check = f"the registry's sha256 is {entry['sha256']}, this file's is {_sha256(path)}"
+    else:
+        check = "compare its sha256 with the one that page shows"
+    return (
+        f"{start} It is the file of the registry entry {entry['name']!r}: download it again "
+        f"from {entry['url']} ({check})."
+    )
+
+
+def _sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def detect_layout(checkpoint: dict[str, Any]) -> tuple[dict[str, Tensor], str]:
@@ -304,15 +443,21 @@ def _parts_hint(model: nn.Module, part: str | None) -> str:
 
 
 def weights_dirs() -> list[Path]:
-    """Folders searched for weight files named in the registry, in order."""
+    """Folders searched for weight files named in the registry, in order.
+
+    The folders of ``$FLASHDEPTH_WEIGHTS`` (``os.pathsep``-separated), ``./checkpoints``
+    of the working directory, then the user cache ``$FLASHDEPTH_CACHE/weights`` (default
+    ``~/.cache/flashdepth/weights``).
+    """
     dirs = [Path(d) for d in os.environ.get("FLASHDEPTH_WEIGHTS", "").split(os.pathsep) if d]
-    return [*dirs, Path.cwd() / "checkpoints", REGISTRY_FILE.parent]
+    cache = Path(os.environ.get("FLASHDEPTH_CACHE") or "~/.cache/flashdepth").expanduser()
+    return [*dirs, Path.cwd() / "checkpoints", cache / "weights"]
 
 
 def registry() -> dict[str, dict[str, Any]]:
-    """The entries of ``checkpoints/registry.json`` by name."""
-    with open(REGISTRY_FILE) as f:
-        return {entry["name"]: entry for entry in json.load(f)["weights"]}
+    """The entries of the weights registry (``flashdepth/weights_registry.json``) by name."""
+    text = files("flashdepth").joinpath(REGISTRY_RESOURCE).read_text(encoding="utf-8")
+    return {entry["name"]: entry for entry in json.loads(text)["weights"]}
 
 
 def resolve_weights(weights: str | Path | dict[str, Any]) -> str | Path | dict[str, Any]:

@@ -8,10 +8,11 @@ LightningDataModule, configured by YAML recipes with fully qualified class paths
     flashdepth fit -c recipes/stage1_s.yaml -c recipes/ablations/temporal_gru.yaml
     flashdepth test -c recipes/eval/sintel.yaml --ckpt_path runs/stage1_s/last.ckpt
 
-Two more commands live beside them and are dispatched before Lightning parses
-anything: ``flashdepth data ...`` (shard conversion and inspection, see
-:mod:`datamodules.cli`) and ``flashdepth benchmark ...`` (speed, see
-:mod:`flashdepth.benchmark`).
+Four more commands live beside them and are dispatched before Lightning parses
+anything: ``flashdepth stream ...`` (depth for videos, :mod:`flashdepth.inference.command`),
+``flashdepth data ...`` (shard conversion and inspection, :mod:`datamodules.cli`),
+``flashdepth benchmark ...`` (speed, :mod:`flashdepth.benchmark`) and ``flashdepth export
+...`` (TorchScript/ONNX, :mod:`flashdepth.export`).
 """
 
 from __future__ import annotations
@@ -19,26 +20,41 @@ from __future__ import annotations
 import sys
 import warnings
 from argparse import RawDescriptionHelpFormatter
+from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 import flashdepth
+from flashdepth.checkpoints import read_checkpoint
 from flashdepth.task import model_from_config
 
 _DESCRIPTION = """\
 FlashDepth model zoo: real-time streaming video depth.
 
 commands:
+  stream                            depth for videos, image sequences and cameras
+                                    (`flashdepth stream clip.mp4 --out depth/`; `-h` for more)
   fit | validate | test | predict   train and evaluate from YAML recipes (Lightning);
                                     `flashdepth fit -h` lists every option
   data                              convert datasets to clip shards, inspect shards
                                     (`flashdepth data -h`)
   benchmark                         frames per second and memory of a model
                                     (`flashdepth benchmark -h`)
+  export                            the streaming step to TorchScript or ONNX
+                                    (`flashdepth export -h`)
 """
+
+#: Commands dispatched before Lightning parses anything: name -> module with ``main(args)``.
+_OWN_COMMANDS = {
+    "stream": "flashdepth.inference.command",
+    "data": "datamodules.cli",
+    "benchmark": "flashdepth.benchmark",
+    "export": "flashdepth.export",
+}
 
 
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -62,6 +78,19 @@ class FlashDepthCLI(LightningCLI):
             "--version", action="version", version=f"flashdepth {flashdepth.__version__}"
         )
         return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse the command line, then read ``--ckpt_path`` with the zoo's checkpoint reader.
+
+        Lightning loads that file itself (for its hyper-parameters, then to restore), and for
+        a file that is not a checkpoint torch's message advises ``weights_only=False``; ours
+        names the file and what to do. Tensors are memory-mapped: the check costs little.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            read_checkpoint(path, mmap=True)
 
     def instantiate_classes(self) -> None:
         """Build data, model and trainer; the task records its model's config."""
@@ -109,14 +138,8 @@ def main(args: list[str] | None = None) -> int:
     """
     first = (sys.argv[1:] if args is None else args)[:1]
     rest = sys.argv[2:] if args is None else args[1:]
-    if first == ["data"]:
-        from datamodules.cli import main as data_main
-
-        return data_main(rest)
-    if first == ["benchmark"]:
-        from flashdepth.benchmark import main as benchmark_main
-
-        return benchmark_main(rest)
+    if first and first[0] in _OWN_COMMANDS:
+        return import_module(_OWN_COMMANDS[first[0]]).main(rest)
     # Our training streams give exact lengths per rank and worker (see datamodules.clips)
     warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined")
     # Frozen parts (the hybrid's teacher, the upsamplers' FlashDepth-L) stay in eval mode on purpose

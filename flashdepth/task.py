@@ -69,10 +69,14 @@ class FlashDepthTask(LightningModule):
         model: The network: any :class:`~flashdepth.models.contract.StreamingDepthModel`
             (``FlashDepth``, ``FlashDepthHybrid``, ``DepthAnythingV2``, ...).
         init_weights: Weights to start from: a DAv2 ``.pth``, a released FlashDepth
-            ``.pth``, one of our ``.ckpt`` files or a name from ``checkpoints/registry.json``;
-            or one such source per weight part of the model (``{student: ..., teacher:
-            ...}`` for the hybrid). Loaded strictly when fit/validate/test/predict starts,
-            unless a Lightning checkpoint is restored (which already holds the weights).
+            ``.pth``, one of our ``.ckpt`` files or a weights registry name
+            (:func:`flashdepth.checkpoints.registry`); or one such source per weight part of
+            the model (``{student: ..., teacher: ...}`` for the hybrid). Loaded when
+            fit/validate/test/predict starts (see ``strict_weights``), unless a Lightning
+            checkpoint is restored (which already holds the weights).
+        strict_weights: Refuse ``init_weights`` that do not fit the model (missing,
+            unexpected or mis-shaped keys); ``False`` loads the tensors that fit and keeps
+            the initialisation of the rest.
         loss: ``"l1"`` (masked L1 on 100·inverse depth) or ``"ssi"`` (per-clip scale and
             shift invariant).
         lr_vit: Learning rate of the ViT encoder.
@@ -94,6 +98,7 @@ class FlashDepthTask(LightningModule):
         self,
         model: nn.Module,
         init_weights: str | dict[str, str] | None = None,
+        strict_weights: bool = True,
         loss: str = "l1",
         lr_vit: float = 5e-6,
         lr_dpt: float = 5e-5,
@@ -202,13 +207,13 @@ class FlashDepthTask(LightningModule):
         """Load ``init_weights`` once; refuse to test or predict with random weights."""
         if self._weights_ready:
             return
-        weights = self.hparams.init_weights
+        weights, strict = self.hparams.init_weights, self.hparams.strict_weights
         if isinstance(weights, dict):
             for part, source in weights.items():
-                report = load_weights(self.model, resolve_weights(source), part=part)
+                report = load_weights(self.model, resolve_weights(source), strict=strict, part=part)
                 self.print(f"init_weights[{part}]: {report}")
         elif weights:
-            report = load_weights(self.model, resolve_weights(weights))
+            report = load_weights(self.model, resolve_weights(weights), strict=strict)
             self.print(f"init_weights: {report}")
         elif stage in ("test", "predict"):
             raise RuntimeError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import flashdepth
+from flashdepth.checkpoints import CheckpointError
 from flashdepth.cli import build_cli, main
 from flashdepth.task import FlashDepthTask
 from tests.cli_overrides import tiny_data, tiny_trainer
@@ -116,3 +118,14 @@ def test_temporal_width_follows_the_encoder(encoder: str, width: int) -> None:
     model = cli.model.model
     assert type(model.temporal).__name__ == "GRUTemporal"
     assert model.temporal.dim == model.features == width
+
+
+def test_a_ckpt_path_that_is_not_a_checkpoint_is_named(cache: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(random.Random(0).randbytes(4096))
+    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    with pytest.raises(
+        CheckpointError, match=r"garbage\.ckpt is not a PyTorch checkpoint \("
+    ) as caught:
+        build_cli(args + [f"--ckpt_path={garbage}"])
+    assert "weights_only=False" not in str(caught.value)

@@ -76,16 +76,22 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(
-    name: str, weights: str | Path | dict | None = None, **overrides: Any
+    name: str,
+    weights: str | Path | dict | None = None,
+    strict: bool = True,
+    **overrides: Any,
 ) -> nn.Module:
     """Build a preset and optionally load weights into it.
 
     Args:
         name: A name from :func:`list_models`.
-        weights: A checkpoint path, a state dict, or the name of an entry of
-            ``checkpoints/registry.json`` (looked up in the weights folder, see
-            :func:`flashdepth.checkpoints.resolve_weights`). Loaded strictly with
+        weights: A checkpoint path, a state dict, or the name of an entry of the weights
+            registry (:func:`flashdepth.checkpoints.registry`, looked up in the weights
+            folders, see :func:`flashdepth.checkpoints.resolve_weights`). Loaded with
             :func:`flashdepth.checkpoints.load_weights`.
+        strict: Raise :class:`~flashdepth.checkpoints.CheckpointMismatchError` when the
+            weights do not fit the preset; ``False`` loads the tensors that fit and keeps the
+            initialisation of the rest.
         **overrides: Any constructor argument of the preset's class, e.g.
             ``create_model("flashdepth-full", teacher_resolution=518, num_blocks=2)``.
 
@@ -98,7 +104,7 @@ def create_model(
     if weights is not None:
         from flashdepth.checkpoints import load_weights, resolve_weights
 
-        load_weights(model, resolve_weights(weights))
+        load_weights(model, resolve_weights(weights), strict=strict)
         model.eval()
     return model
 

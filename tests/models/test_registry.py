@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import flashdepth
+from flashdepth.checkpoints import CheckpointMismatchError
 from flashdepth.fusion import DAGFUpsampler, UNetUpsampler
 from flashdepth.models.flashdepth import FlashDepth
 from flashdepth.models.hybrid import FlashDepthHybrid
@@ -94,3 +95,23 @@ def test_overrides_reach_the_constructor() -> None:
     assert model.teacher_resolution == 518 and len(model.fusion.blocks) == 2
     with pytest.raises(TypeError, match=r"flashdepth-s \(FlashDepth\) has no argument.*'blocks'"):
         flashdepth.create_model("flashdepth-s", blocks=2)
+
+
+def test_strict_false_loads_the_weights_that_fit(tmp_path) -> None:
+    with torch.device("meta"):
+        model = flashdepth.create_model("depth-anything-v2-vits")
+    kept = "depth_head.scratch.output_conv2.2.weight"  # (1, 32, 1, 1) in the model
+    state = {k: torch.full(v.shape, 0.5) for k, v in model.state_dict().items()}
+    state[kept] = torch.full((1, 16, 3, 3), 0.5)
+    state["extra.weight"] = torch.zeros(3)
+    path = tmp_path / "changed.pth"
+    torch.save(state, path)
+    with torch.device("meta"), pytest.raises(CheckpointMismatchError) as caught:
+        flashdepth.create_model("depth-anything-v2-vits", weights=path)
+    assert caught.value.unexpected == ["extra.weight"]
+    assert caught.value.mismatched == [(kept, (1, 16, 3, 3), (1, 32, 1, 1))]
+
+    model = flashdepth.create_model("depth-anything-v2-vits", weights=path, strict=False)
+    assert not model.training
+    for key, value in model.state_dict().items():  # loaded: 0.5; kept: its random initialisation
+        assert bool((value == 0.5).all()) is (key != kept), key
