@@ -26,11 +26,10 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
+from flashdepth.inference.sinks import PNG16_STEP
+
 #: Formats the writer understands.
 FORMATS = ("npy", "png16")
-
-#: Inverse depth (×100 scale) represented by one step of a 16-bit PNG: 65535 → ~655 (≈ 15 cm).
-PNG16_STEP = 0.01
 
 
 def units_record(file_format: str) -> dict[str, Any]:

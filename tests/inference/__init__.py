@@ -1,0 +1,1 @@
+"""Tests of the streaming inference package: predictor, sources, sinks and pipeline."""
