@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace shards made with another configuration"
     )
 
-    inspect = commands.add_parser(
+    inspect_command = commands.add_parser(
         "inspect",
         help="print clip counts, resolutions, depth statistics and decode errors",
         description="Decode every clip and print per dataset: clips, frames, resolutions, "
@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "when there are decode errors.",
         epilog=_EPILOG,
     )
-    inspect.add_argument(
-        "shards", nargs="+", metavar="SHARDS", help="shard files, globs or brace patterns"
+    inspect_command.add_argument(
+        "shards", nargs="+", metavar="SHARDS", help="shard files, folders, globs or brace patterns"
     )
 
     commands.add_parser(  # its arguments belong to datamodules.benchmark; main() passes them on
@@ -212,7 +212,7 @@ def _parse_options(pairs: list[str], converter_class: type) -> dict[str, str]:
 
 
 def _inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from datamodules.inspect import format_report, inspect_shards
+    from datamodules.shard_report import format_report, inspect_shards
 
     report = inspect_shards(args.shards, progress=sys.stderr.isatty())
     print(format_report(report))

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from datamodules.augment import ClipAugment
 from datamodules.eval_stream import EvalClips, plan_eval
 from datamodules.samples import collate_clips
-from datamodules.shards import count_clips, distributed_position, expand_shards
+from datamodules.shards import SampleEntry, distributed_position, expand_shards, index_shard
 from datamodules.train_stream import TrainWindows
 
 _EVAL_STAGES = {"val": ("fit", "validate"), "test": ("test",), "predict": ("predict",)}
@@ -53,15 +53,15 @@ class ClipDataModule(LightningDataModule):
 
     Evaluation (validation, test, predict): every stored clip exactly once, whole (all its
     frames, the video evaluated in stream order), the image resized so its short side is
-    ``eval_short_side`` (multiples of 14 px, :func:`flashdepth.transforms.resize_shape`),
-    depth at native resolution. Scheme: the shard list is sorted as given; rank ``r`` takes
-    shards ``r, r + W, ...`` (``W`` = world size) and its worker ``w`` every
-    ``num_workers``-th of those. Every rank counts the clips of every shard from the tar
-    headers (no pixels decoded, cached) and so knows how many samples each rank's worker
-    ``w`` has; a worker with fewer clips than the largest repeats its last clip with
+    ``eval_short_side`` (multiples of 14 px, :func:`datamodules.network_input.resize_shape`),
+    depth at native resolution, on any number of shards, ranks and workers. Scheme
+    (:mod:`datamodules.eval_stream`): every rank indexes every shard from its tar headers (no
+    pixels decoded, cached), lists the clips in shard order (the shard list sorted as given)
+    and gives each of the ``W * max(1, num_workers)`` readers (``W`` = world size) one
+    contiguous run of that list, equal to within one clip; a reader seeks straight to its
+    clips. A worker with fewer clips than the largest repeats its last clip with
     ``is_padding=True`` until all ranks yield the same number of batches (no DDP hang). The
-    task must drop padded samples from its metrics. At least ``W * max(1, num_workers)``
-    shards are needed.
+    task must drop padded samples from its metrics.
 
     Bad data: a truncated or unreadable shard, a sample with a missing or malformed field and a
     clip too short for one window are skipped with one ``BadSampleWarning`` naming the shard
@@ -70,7 +70,7 @@ class ClipDataModule(LightningDataModule):
     :attr:`skipped_samples` accumulates ``batch["skipped"]`` of the batches a Trainer has
     loaded in this process (log it, summed over ranks). Depth NaN becomes an invalid pixel,
     +inf (sky) a valid 0 1/m, so neither reaches the loss as a wrong target. Missing shards
-    raise ``FileNotFoundError`` and too few evaluation shards ``ValueError`` in :meth:`setup`.
+    raise ``FileNotFoundError`` in :meth:`setup`.
 
     Batches (dict): ``image`` (B, T, 3, H, W) float RGB in [0, 1]; ``inverse_depth`` and
     ``valid`` (B, T, Hd, Wd), 1/m and bool; ``key``, ``dataset``, ``scene`` lists;
@@ -139,7 +139,7 @@ class ClipDataModule(LightningDataModule):
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
         self.epoch_length, self.augment, self.seed = epoch_length, augment, seed
         self.skipped_samples = 0
-        self._eval_plans: dict[str, list[tuple[list[str], int]]] = {}
+        self._eval_plans: dict[str, list[tuple[list[SampleEntry], int]]] = {}
 
     def use_train_shards(
         self,
@@ -185,8 +185,7 @@ class ClipDataModule(LightningDataModule):
 
         Raises:
             FileNotFoundError: If a shard pattern matches no file.
-            ValueError: If training has no shards, or evaluation has fewer shards than ranks
-                times workers.
+            ValueError: If training has no shards.
         """
         rank, world_size = distributed_position()
         if stage == "fit" and not self.train_shards:
@@ -197,10 +196,9 @@ class ClipDataModule(LightningDataModule):
             patterns = self.eval_shards[split]
             if patterns is None or (stage is not None and stage not in stages):
                 continue
-            shards = expand_shards(patterns)
-            counts = [count_clips(shard) for shard in shards]
+            entries = [entry for shard in expand_shards(patterns) for entry in index_shard(shard)]
             workers = max(1, self.num_workers)
-            plan = plan_eval(shards, counts, world_size, workers, self.eval_batch_size)
+            plan = plan_eval(entries, world_size, workers, self.eval_batch_size)
             self._eval_plans[split] = plan[rank]
 
     def train_dataloader(self) -> DataLoader:

@@ -1,4 +1,15 @@
-"""Evaluation streams: every stored clip exactly once, with equal batch counts on all ranks."""
+"""Evaluation streams: every stored clip exactly once, with equal batch counts on all ranks.
+
+Works on any number of shards, ranks and DataLoader workers (one shard read by 2 ranks x 2
+workers included): clips, not shards, are split between the readers. Every rank indexes every
+shard from its tar headers (:func:`~datamodules.shards.index_shard`, no pixels read), lists the
+clips in shard order, and gives reader ``i = rank * num_workers + worker`` of the ``R = world
+size x workers`` readers the ``i``-th of ``R`` contiguous, equal (to within one clip) runs of
+that list. A reader seeks straight to its clips (:func:`~datamodules.shards.read_samples`), so
+it reads only their bytes, mostly from one shard in file order; no clip is read twice and no
+reader idles while another reads a whole shard. Readers with fewer clips than the largest pad
+with ``is_padding=True`` copies, so every rank yields the same number of batches.
+"""
 
 from __future__ import annotations
 
@@ -7,64 +18,51 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 
 from datamodules.format import ShardFormatError, decode_clip
+from datamodules.network_input import network_frames
 from datamodules.samples import depth_targets, describe_problem, make_sample
-from datamodules.shards import SkipCounter, read_shard, worker_position
-from flashdepth.transforms import resize_shape
+from datamodules.shards import SampleEntry, SkipCounter, read_samples, worker_position
 
-#: Image side of the blank sample a worker pads with when none of its clips was readable.
+#: Image side of the blank sample a reader pads with when it has no readable clip.
 _BLANK_SIDE = 14
+
+#: ``plan[rank][worker] = (entries to read, samples to yield including padding)``.
+EvalPlan = list[list[tuple[list[SampleEntry], int]]]
 
 
 def plan_eval(
-    shards: list[str], counts: list[int], world_size: int, num_workers: int, batch_size: int
-) -> list[list[tuple[list[str], int]]]:
-    """Assign evaluation shards to ranks and workers and size every worker's padded stream.
+    entries: list[SampleEntry], world_size: int, num_workers: int, batch_size: int
+) -> EvalPlan:
+    """Split the clips between ranks and workers and size every worker's padded stream.
 
-    Rank ``r`` takes shards ``r, r + world_size, ...`` of the list; inside a rank, worker ``w``
-    takes every ``num_workers``-th of those from ``w``. Worker ``w`` of every rank then yields
-    the same number of samples: the largest clip count of any rank's worker ``w``, rounded up
-    to whole batches. Every rank computes the same plan from the shard list alone.
+    Reader ``rank * num_workers + worker`` takes the clips ``[n * i // R, n * (i + 1) // R)``
+    of the ``n`` entries (``R`` readers), so readers differ by at most one clip. Worker ``w`` of
+    every rank then yields the same number of samples: the largest clip count of any rank's
+    worker ``w``, rounded up to whole batches. Every rank computes the same plan.
 
     Args:
-        shards: Shard files in order.
-        counts: Clips in each shard (:func:`~datamodules.shards.count_clips`).
+        entries: The evaluation samples in shard order (damaged ones included: the reader that
+            gets one reports it and pads).
         world_size: Number of ranks.
         num_workers: DataLoader workers per rank (1 for loading in the main process).
         batch_size: Evaluation batch size.
 
     Returns:
-        ``plan[rank][worker] = (shards, samples to yield including padding)``.
-
-    Raises:
-        ValueError: If there are fewer shards than ranks x workers.
+        ``plan[rank][worker] = (entries, samples to yield including padding)``.
     """
-    slots = world_size * num_workers
-    if len(shards) < slots:
-        raise ValueError(
-            f"{len(shards)} evaluation shard(s) for {world_size} rank(s) x {num_workers} "
-            f"worker(s): every worker needs a shard, so at least {slots} shards are needed; "
-            "lower num_workers or write the evaluation set into more, smaller shards"
-        )
-    indices = list(range(len(shards)))
-    # assigned[rank][worker] = indices of that worker's shards
-    assigned = [
-        [indices[rank::world_size][worker::num_workers] for worker in range(num_workers)]
-        for rank in range(world_size)
-    ]
+    readers = world_size * num_workers
+    bounds = [len(entries) * reader // readers for reader in range(readers + 1)]
+    runs = [entries[bounds[reader] : bounds[reader + 1]] for reader in range(readers)]
+    per_rank = [runs[rank * num_workers : (rank + 1) * num_workers] for rank in range(world_size)]
     batches = [
-        max(
-            math.ceil(sum(counts[i] for i in per_rank[worker]) / batch_size)
-            for per_rank in assigned
-        )
+        max(math.ceil(len(rank_runs[worker]) / batch_size) for rank_runs in per_rank)
         for worker in range(num_workers)
     ]
     return [
-        [([shards[i] for i in per_rank[w]], batches[w] * batch_size) for w in range(num_workers)]
-        for per_rank in assigned
+        [(rank_runs[worker], batches[worker] * batch_size) for worker in range(num_workers)]
+        for rank_runs in per_rank
     ]
 
 
@@ -74,18 +72,21 @@ class EvalClips(IterableDataset):
     Worker ``w`` of this rank reads ``plan[w]`` (see :func:`plan_eval`) and, after its last
     clip, repeats that clip with ``is_padding=True`` until it has yielded its planned number of
     samples, so all ranks yield the same number of batches and no collective can hang. (A
-    worker that could read nothing pads with a blank 1-frame clip.) Images are resized to
-    :func:`flashdepth.transforms.resize_shape` (bicubic, like inference); depth keeps its
-    native resolution.
+    worker without a readable clip pads with a blank 1-frame clip.) Images are resized by
+    :func:`~datamodules.network_input.network_frames` (bicubic, like inference); depth keeps
+    its native resolution.
 
     Args:
-        plan: ``(shards, samples)`` for each worker of this rank.
+        plan: ``(entries, samples)`` for each worker of this rank.
         short_side: Target short side of the image (``None``: native size rounded up to 14 px).
         long_side_max: Optional cap on the image's long side.
     """
 
     def __init__(
-        self, plan: list[tuple[list[str], int]], short_side: int | None, long_side_max: int | None
+        self,
+        plan: list[tuple[list[SampleEntry], int]],
+        short_side: int | None,
+        long_side_max: int | None,
     ) -> None:
         super().__init__()
         self.plan, self.short_side, self.long_side_max = plan, short_side, long_side_max
@@ -100,21 +101,18 @@ class EvalClips(IterableDataset):
                 f"evaluation was planned for {len(self.plan)} worker(s) but runs with "
                 f"{num_workers}; build the DataLoader with the DataModule's num_workers"
             )
-        shards, target = self.plan[worker]
+        entries, target = self.plan[worker]
         counter = SkipCounter()
         yielded, last = 0, None
-        for shard in shards:
-            for raw in read_shard(shard, counter):
-                if yielded == target:
-                    return
-                try:
-                    clip = decode_clip(raw)
-                except ShardFormatError as error:
-                    counter.skip(shard, raw["__key__"], describe_problem(error))
-                    continue
-                last = self._sample(clip.key, clip.meta, clip.frames, clip.depth, counter.take())
-                yielded += 1
-                yield last
+        for raw in read_samples(entries, counter.skip):
+            try:
+                clip = decode_clip(raw)
+            except ShardFormatError as error:
+                counter.skip(raw["__url__"], raw["__key__"], describe_problem(error))
+                continue
+            last = self._sample(clip.key, clip.meta, clip.frames, clip.depth, counter.take())
+            yielded += 1
+            yield last
         padding = dict(last or self._blank(), is_padding=True)
         for _ in range(target - yielded):
             yield dict(padding, skipped=counter.take())
@@ -123,13 +121,8 @@ class EvalClips(IterableDataset):
         self, key: str, meta: dict, frames: np.ndarray, depth_m: np.ndarray, skipped: int
     ) -> dict:
         """Resize the frames for the model; depth targets stay at native resolution."""
-        image = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (T, H, W, 3) -> (T, 3, H, W)
-        size = resize_shape(
-            *image.shape[-2:], target=self.short_side, long_side_max=self.long_side_max
-        )
-        if size != tuple(image.shape[-2:]):
-            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
-        image = image.div_(255.0).clamp_(0.0, 1.0)
+        rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+        image = network_frames(rgb, self.short_side, self.long_side_max)
         inverse_depth, valid = depth_targets(torch.from_numpy(depth_m))
         return make_sample(key, meta, image, inverse_depth, valid, skipped)
 

@@ -33,9 +33,11 @@ Key rules:
     (relative step 2**-11, i.e. <= 0.05 %). The depth is the one the source dataset provides
     (z-depth for most datasets; each converter states its definition).
 
-:func:`decode_clip` is the one reader used everywhere (never WebDataset's built-in image
-decoders, which truncate 16-bit PNG): it checks every field and raises :class:`ShardFormatError`
-naming shard, key and field. :class:`ClipShardWriter` validates a :class:`Clip` before writing.
+:func:`decode_clip` is the one decoder used everywhere (never WebDataset's built-in image
+decoders, which truncate 16-bit PNG), of whole clips or of a training window's frames; it checks
+every field and raises :class:`ShardFormatError` naming shard, key and stored field.
+:func:`read_meta` is the one json metadata parser. Writing (checking a :class:`Clip` against the
+format first) is :mod:`datamodules.shard_writer`'s.
 """
 
 from __future__ import annotations
@@ -45,19 +47,18 @@ import json
 import re
 import zipfile
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import webdataset
 from PIL import Image
 
 FORMAT_VERSION = 1
 FLOAT16_MAX_M = float(np.finfo(np.float16).max)  # 65504 m
 MAX_FRAMES_PER_CLIP = 1000  # frame indices within a clip have 3 digits
-_KEY_PATTERN = re.compile(r"^[a-z0-9_-]+$")
+KEY_PATTERN = re.compile(r"^[a-z0-9_-]+$")  # the key rules above
 _REQUIRED_META = ("dataset", "scene", "frame_ids", "stride", "intrinsics", "depth_units")
+_FRAME_FIELD = re.compile(r"^\d{3}\.")
 
 
 class ShardFormatError(ValueError):
@@ -193,62 +194,6 @@ def frame_field(index: int, kind: str) -> str:
     return f"{index:03d}.{kind}"
 
 
-def check_clip(clip: Clip) -> None:
-    """Check a clip before writing: key, metadata, dtypes, shapes and depth values (metres).
-
-    Raises:
-        ShardFormatError: Naming the key, the field (frame) and the offending value.
-    """
-    key = clip.key
-    if not isinstance(key, str) or not _KEY_PATTERN.match(key):
-        raise ShardFormatError(
-            "keys may only hold lowercase letters, digits, '_' and '-' (no dots); "
-            "build one with datamodules.format.make_key",
-            key=key,
-        )
-    check_meta(clip.meta, key)
-    frames, depth = np.asarray(clip.frames), np.asarray(clip.depth)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ShardFormatError(
-            f"frames must be (T, H, W, 3) uint8 RGB, got {frames.dtype} {frames.shape}", key=key
-        )
-    if not np.issubdtype(depth.dtype, np.floating):
-        raise ShardFormatError(
-            f"depth must be a float array in metres, got {depth.dtype}; integer depth is usually "
-            "raw sensor units: convert it to metres (NaN for invalid, +inf for sky)",
-            key=key,
-        )
-    if depth.shape != frames.shape[:3]:
-        raise ShardFormatError(
-            f"depth shape {depth.shape} differs from frames (T, H, W) {frames.shape[:3]}", key=key
-        )
-    if len(clip.meta["frame_ids"]) != frames.shape[0]:
-        raise ShardFormatError(
-            f"{frames.shape[0]} frames but {len(clip.meta['frame_ids'])} frame_ids", key=key
-        )
-    for t in range(depth.shape[0]):
-        _check_depth_values(depth[t], key, frame_field(t, "depth.npz"))
-
-
-def _check_depth_values(depth: np.ndarray, key: str, field: str) -> None:
-    nearest = float(np.fmin.reduce(depth, axis=None))  # ignores NaN; -inf counts as nearest
-    if nearest <= 0 or np.float16(nearest) == 0:
-        raise ShardFormatError(
-            f"depth {nearest!r} m; every depth must be > 0 m, also after float16 rounding "
-            "(check the units are metres; mark invalid pixels NaN and sky +inf)",
-            key=key,
-            field=field,
-        )
-    farthest = float(np.fmax.reduce(np.where(np.isinf(depth), np.nan, depth), axis=None))
-    if farthest > FLOAT16_MAX_M:
-        raise ShardFormatError(
-            f"finite depth {farthest!r} m exceeds the float16 maximum {FLOAT16_MAX_M} m; "
-            "store sky as +inf and clamp or invalidate (NaN) far values",
-            key=key,
-            field=field,
-        )
-
-
 def encode_depth(depth_m: np.ndarray) -> bytes:
     """Encode one (H, W) depth map in metres as the bytes of a ``.depth.npz`` field."""
     buffer = io.BytesIO()
@@ -285,38 +230,15 @@ def decode_depth(data: bytes) -> np.ndarray:
     return depth
 
 
-def encode_clip(clip: Clip, jpeg_quality: int = 95) -> dict[str, bytes | str]:
-    """Validate a clip and encode it as a WebDataset sample dict.
-
-    Returns:
-        ``{"__key__": key, "json": bytes, "000.jpg": bytes, "000.depth.npz": bytes, ...}``.
-
-    Raises:
-        ShardFormatError: If the clip breaks the format (see :func:`check_clip`).
-    """
-    check_clip(clip)
-    sample: dict[str, bytes | str] = {
-        "__key__": clip.key,
-        "json": json.dumps(clip.meta, sort_keys=True).encode("utf-8"),
-    }
-    for t in range(clip.frames.shape[0]):
-        buffer = io.BytesIO()
-        Image.fromarray(clip.frames[t]).save(buffer, format="JPEG", quality=jpeg_quality)
-        sample[frame_field(t, "jpg")] = buffer.getvalue()
-        sample[frame_field(t, "depth.npz")] = encode_depth(clip.depth[t])
-    return sample
-
-
-def decode_clip(sample: dict, shard: str | None = None) -> Clip:
-    """Decode a raw WebDataset sample (bytes values) into a :class:`Clip`.
+def read_meta(sample: dict, shard: str | None = None) -> dict:
+    """Parse and check the json metadata of a raw sample: the one metadata parser.
 
     Args:
-        sample: Raw sample with ``"__key__"``, ``"json"`` and the frame fields; ``"__url__"``
-            names the shard when WebDataset provides it.
+        sample: Raw sample with ``"__key__"`` and ``"json"`` (bytes).
         shard: Shard name for error messages; defaults to ``sample["__url__"]``.
 
     Raises:
-        ShardFormatError: Naming shard, key and field when anything is missing or malformed.
+        ShardFormatError: If the json is missing, not UTF-8 JSON or breaks the format.
     """
     shard = shard or sample.get("__url__")
     key = sample.get("__key__")
@@ -327,21 +249,65 @@ def decode_clip(sample: dict, shard: str | None = None) -> Clip:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ShardFormatError(f"not valid UTF-8 JSON ({error})", shard, key, "json") from error
     check_meta(meta, key, shard)
+    return meta
+
+
+def check_frame_fields(sample: dict, meta: dict, shard: str | None = None) -> None:
+    """Check that a raw sample holds a .jpg and a .depth.npz for every frame in ``frame_ids``.
+
+    Raises:
+        ShardFormatError: Naming the first missing field, or a frame field beyond ``frame_ids``.
+    """
+    shard = shard or sample.get("__url__")
+    key = sample.get("__key__")
     count = len(meta["frame_ids"])
-    expected = {frame_field(t, kind) for t in range(count) for kind in ("jpg", "depth.npz")}
-    unexpected = sorted(name for name in sample if re.match(r"^\d{3}\.", name))
-    unexpected = [name for name in unexpected if name not in expected]
+    expected = [frame_field(t, kind) for t in range(count) for kind in ("jpg", "depth.npz")]
+    unexpected = sorted(set(filter(_FRAME_FIELD.match, sample)) - set(expected))
     if unexpected:
         raise ShardFormatError(
             f"unexpected frame field: frame_ids lists {count} frames", shard, key, unexpected[0]
         )
-    frames, depths = [], []
-    for t in range(count):
-        rgb = _decode_jpeg(_field(sample, t, "jpg", count, shard), shard, key, t)
+    missing = [name for name in expected if name not in sample]
+    if missing:
+        raise ShardFormatError(
+            f"missing ({len(missing)} field(s) absent; frame_ids lists {count} frames, each "
+            "needs a .jpg and a .depth.npz)",
+            shard,
+            key,
+            missing[0],
+        )
+
+
+def decode_clip(sample: dict, shard: str | None = None, frames: range | None = None) -> Clip:
+    """Decode a raw WebDataset sample (bytes values), or some of its frames, into a :class:`Clip`.
+
+    Args:
+        sample: Raw sample with ``"__key__"``, ``"json"`` and the frame fields; ``"__url__"``
+            names the shard when WebDataset provides it.
+        shard: Shard name for error messages; defaults to ``sample["__url__"]``.
+        frames: Stored frame indices to decode, e.g. ``range(2, 11, 2)`` for a training window
+            (default: all). Only those frames are decoded; the clip's ``frame_ids`` are theirs
+            and its ``stride`` is the stored stride times ``frames.step``.
+
+    Raises:
+        ShardFormatError: Naming shard, key and (stored) field when anything is missing or
+            malformed.
+        ValueError: If ``frames`` is empty or reaches outside the stored clip.
+    """
+    shard = shard or sample.get("__url__")
+    key = sample.get("__key__")
+    meta = read_meta(sample, shard)
+    check_frame_fields(sample, meta, shard)
+    count = len(meta["frame_ids"])
+    frames = range(count) if frames is None else frames
+    if not frames or frames.step < 1 or frames[0] < 0 or frames[-1] >= count:
+        raise ValueError(f"frames {frames} is not a range within the {count} frames of {key!r}")
+    rgbs, depths = [], []
+    for t in frames:
+        rgb = _decode_jpeg(sample[frame_field(t, "jpg")], shard, key, t)
         field = frame_field(t, "depth.npz")
-        data = _field(sample, t, "depth.npz", count, shard)  # raises ShardFormatError itself
         try:
-            depth = decode_depth(data)
+            depth = decode_depth(sample[field])
         except ValueError as error:
             raise ShardFormatError(str(error), shard, key, field) from error
         if depth.shape != rgb.shape[:2]:
@@ -351,21 +317,15 @@ def decode_clip(sample: dict, shard: str | None = None) -> Clip:
                 key,
                 field,
             )
-        frames.append(rgb)
+        rgbs.append(rgb)
         depths.append(depth)
-    if any(f.shape != frames[0].shape for f in frames):
-        sizes = sorted({f.shape[:2] for f in frames})
+    if any(f.shape != rgbs[0].shape for f in rgbs):
+        sizes = sorted({f.shape[:2] for f in rgbs})
         raise ShardFormatError(f"frames differ in size {sizes}", shard, key, "jpg")
-    return Clip(key=key, meta=meta, frames=np.stack(frames), depth=np.stack(depths))
-
-
-def _field(sample: dict, index: int, kind: str, count: int, shard: str | None) -> bytes:
-    field = frame_field(index, kind)
-    if field not in sample:
-        raise ShardFormatError(
-            f"missing; frame_ids lists {count} frames", shard, sample.get("__key__"), field
-        )
-    return sample[field]
+    if frames != range(count):
+        ids = [meta["frame_ids"][t] for t in frames]
+        meta = dict(meta, frame_ids=ids, stride=meta["stride"] * frames.step)
+    return Clip(key=key, meta=meta, frames=np.stack(rgbs), depth=np.stack(depths))
 
 
 def _decode_jpeg(data: bytes, shard: str | None, key: str | None, index: int) -> np.ndarray:
@@ -376,80 +336,3 @@ def _decode_jpeg(data: bytes, shard: str | None, key: str | None, index: int) ->
         raise ShardFormatError(
             f"not a readable image ({error})", shard, key, frame_field(index, "jpg")
         ) from error
-
-
-class ClipShardWriter:
-    """Write clips into numbered tar shards, ``max_clips_per_shard`` clips each.
-
-    Built on :class:`webdataset.ShardWriter`. Shards are closed (and ``post`` called with the
-    shard file name) when full and at :meth:`close`; no shard is created before the first clip.
-    Shards are split by clip count only, never by size, so shard ``i`` holds clips
-    ``[i * N, (i + 1) * N)`` of the write order. Tar members carry mtime 0 so a given clip list
-    gives byte-identical shards. When an exception leaves a ``with`` block, the open shard is
-    closed without calling ``post``, so a partial shard never gets promoted as complete.
-
-    Args:
-        pattern: Shard file pattern with a printf field, e.g. ``"out/synthetic-train-%06d.tar"``.
-        max_clips_per_shard: Clips per shard.
-        jpeg_quality: JPEG quality of the RGB frames (1-100).
-        start_shard: Number of the first shard.
-        post: Called with each finished shard's file name (e.g. to rename a temporary file).
-    """
-
-    def __init__(
-        self,
-        pattern: str,
-        max_clips_per_shard: int = 32,
-        jpeg_quality: int = 95,
-        start_shard: int = 0,
-        post: Callable[[str], None] | None = None,
-    ) -> None:
-        if "%" not in pattern:
-            raise ValueError(f"shard pattern {pattern!r} needs a printf field such as %06d")
-        if max_clips_per_shard < 1:
-            raise ValueError(f"max_clips_per_shard must be >= 1, got {max_clips_per_shard}")
-        if not 1 <= jpeg_quality <= 100:
-            raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
-        self.pattern = pattern
-        self.max_clips_per_shard = max_clips_per_shard
-        self.jpeg_quality = jpeg_quality
-        self.start_shard = start_shard
-        self.post = post
-        self.clips_written = 0
-        self._writer: webdataset.ShardWriter | None = None
-
-    def write(self, clip: Clip) -> None:
-        """Validate and append one clip.
-
-        Raises:
-            ShardFormatError: If the clip breaks the format; nothing is written then.
-        """
-        sample = encode_clip(clip, self.jpeg_quality)
-        if self._writer is None:
-            self._writer = webdataset.ShardWriter(
-                self.pattern,
-                maxcount=self.max_clips_per_shard,
-                maxsize=float("inf"),
-                post=self.post,
-                start_shard=self.start_shard,
-                verbose=0,
-                encoder=False,
-                mtime=0,
-                format="PAX_FORMAT",
-            )
-        self._writer.write(sample)
-        self.clips_written += 1
-
-    def close(self) -> None:
-        """Finish the last shard."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def __enter__(self) -> ClipShardWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        if exc_type is not None and self._writer is not None:
-            self._writer.post = None  # a shard cut short by an error must not look finished
-        self.close()

@@ -10,15 +10,11 @@ dropped just before each sample (sum it over batches and ranks to count skipped 
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from datamodules.format import ShardFormatError, frame_field
-
-_FRAME_FIELD = re.compile(r"^(\d{3})\.(.+)$")
+from datamodules.format import ShardFormatError
 
 
 def depth_targets(depth_m: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,16 +73,12 @@ def collate_clips(samples: list[dict]) -> dict:
     return batch
 
 
-def describe_problem(error: ShardFormatError, frames: list[int] | None = None) -> str:
-    """The problem of a rejected sample as ``field 'NNN.kind': problem``.
+def describe_problem(error: ShardFormatError) -> str:
+    """The problem of a rejected sample, for a skip warning that already names shard and key.
 
-    Args:
-        error: The decoder's error.
-        frames: Stored-clip frame index of each window frame, to map a window's renumbered
-            field (``002.jpg``) back to the field in the shard (``005.jpg``).
+    Returns:
+        ``field 'NNN.kind': problem`` with the field as stored in the shard (also for a
+        training window, which is decoded straight from the stored clip), or the bare problem
+        when it concerns no single field.
     """
-    field = error.field
-    match = _FRAME_FIELD.match(field or "")
-    if match and frames is not None:
-        field = frame_field(frames[int(match[1])], match[2])
-    return f"field {field!r}: {error.problem}" if field else error.problem
+    return f"field {error.field!r}: {error.problem}" if error.field else error.problem

@@ -1,16 +1,18 @@
-"""Shard files for the clip DataModules: listing, counting and tolerant reading.
+"""Shard files: the one shard-pattern expander and the one tar reader of the clip pipeline.
 
 * :func:`expand_shards` turns brace patterns, globs or folders into shard files and fails
   early, naming the pattern, when something is missing;
-* :func:`count_clips` counts the clips of a shard from its tar headers (no decoding; cached per
-  process), which lets every rank plan evaluation without reading any pixels;
-* :func:`read_shard` yields the raw samples of one shard; a truncated or unreadable shard, and
-  any sample the decoder later rejects, is skipped with one :class:`BadSampleWarning` naming the
-  shard and key and counted by a :class:`SkipCounter`;
+* :func:`index_shard` finds where the files of every sample lie in a shard from its tar headers
+  alone (no data read; cached per process), which lets every rank plan evaluation without
+  reading any pixels;
+* :func:`read_samples` reads the raw samples of indexed entries, seeking straight to their
+  files, so a reader can take any subset of a shard's clips; a truncated or unreadable shard,
+  and any sample the decoder later rejects, is skipped with one :class:`BadSampleWarning`
+  naming the shard and key and counted by a :class:`SkipCounter`;
 * :func:`distributed_position` / :func:`worker_position` say which rank and DataLoader worker
   the code runs in.
 
-Only local files are supported (evaluation must count clips before reading them).
+Only local files are supported: the reader indexes a shard's tar headers, then seeks.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ import glob
 import os
 import tarfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import groupby
+from operator import attrgetter
+from typing import BinaryIO
 
 import torch
 import webdataset
 from torch.utils.data import get_worker_info
+
+#: Key of the damaged entry of a shard that breaks before its first sample.
+SHARD_START = "<shard start>"
 
 
 class BadSampleWarning(UserWarning):
@@ -47,11 +57,11 @@ def worker_position() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def expand_shards(patterns: str | list[str]) -> list[str]:
+def expand_shards(patterns: str | Iterable[str]) -> list[str]:
     """Expand brace patterns, globs and folders (all ``*.tar`` inside) into shard files.
 
     Args:
-        patterns: One pattern or a list of them, e.g. ``"data/spring-train-{000000..000041}.tar"``.
+        patterns: One pattern or several, e.g. ``"data/spring-train-{000000..000041}.tar"``.
 
     Returns:
         The files in pattern order (globs and folders sorted).
@@ -82,24 +92,60 @@ def expand_shards(patterns: str | list[str]) -> list[str]:
     return shards
 
 
-def count_clips(shard: str) -> int:
-    """Number of samples (clips) in a shard, read from its tar headers only."""
-    stat = os.stat(shard)
-    return _count_clips(shard, stat.st_size, stat.st_mtime_ns)
+@dataclass(frozen=True)
+class SampleEntry:
+    """Where the files of one sample lie in its shard.
+
+    Attributes:
+        shard: Shard file.
+        key: Sample key (file name up to the first dot).
+        files: ``(field, byte offset of the data, size in bytes)`` of each file, in tar order.
+        damage: Why the sample cannot be read (the tar breaks off or cannot be opened there);
+            ``None`` for an intact sample. Only the last entry of a shard can be damaged.
+    """
+
+    shard: str
+    key: str
+    files: tuple[tuple[str, int, int], ...]
+    damage: str | None = None
 
 
-@lru_cache(maxsize=65536)
-def _count_clips(shard: str, size: int, mtime_ns: int) -> int:
-    """Count distinct sample keys; a truncated shard counts the keys seen before the damage."""
-    keys: set[str] = set()
+def index_shard(shard: str) -> tuple[SampleEntry, ...]:
+    """The samples of a shard in tar order, from its tar headers only.
+
+    Consecutive files with the same key form one sample (a key that comes back later starts
+    another entry). A shard that breaks off ends with one damaged entry for the sample being
+    read there; one that cannot be opened is a single damaged entry. Cached per process by
+    path, size and modification time.
+    """
+    try:
+        stat = os.stat(shard)
+    except OSError as error:  # vanished since it was listed
+        return (SampleEntry(shard, SHARD_START, (), damage=str(error)),)
+    return _index_shard(shard, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _index_shard(shard: str, size: int, mtime_ns: int) -> tuple[SampleEntry, ...]:
+    entries: list[SampleEntry] = []
+    key, files = SHARD_START, []
     try:
         with tarfile.open(shard, "r:") as archive:
             for member in archive:
-                if member.isfile():
-                    keys.add(os.path.basename(member.name).split(".", 1)[0])
-    except (tarfile.TarError, OSError, EOFError):
-        pass  # read_shard warns about the damage when the shard is read
-    return len(keys)
+                if not member.isfile():
+                    continue
+                name_key, _, field = os.path.basename(member.name).partition(".")
+                if files and name_key != key:
+                    entries.append(SampleEntry(shard, key, tuple(files)))
+                    files = []
+                key = name_key
+                files.append((field.lower(), member.offset_data, member.size))
+    except (tarfile.TarError, OSError, EOFError) as error:
+        entries.append(SampleEntry(shard, key, tuple(files), damage=str(error)))
+        return tuple(entries)
+    if files:
+        entries.append(SampleEntry(shard, key, tuple(files)))
+    return tuple(entries)
 
 
 class SkipCounter:
@@ -124,28 +170,46 @@ class SkipCounter:
         return pending
 
 
-def read_shard(shard: str, counter: SkipCounter) -> Iterator[dict]:
-    """Yield the raw samples (field -> bytes, ``__key__``, ``__url__``) of one tar shard.
+def read_samples(
+    entries: Iterable[SampleEntry], skip: Callable[[str, str, str], None]
+) -> Iterator[dict]:
+    """Yield the raw sample (field -> bytes, ``__key__``, ``__url__``) of each entry in order.
 
-    A shard that cannot be opened, or breaks off, is reported once through ``counter``; the
-    sample being read at that point is skipped and the rest of the shard is lost.
+    Each sample's files are read at their indexed offsets; consecutive entries of one shard
+    share one open file. A damaged entry, or a sample whose files cannot be read in full (the
+    shard changed since it was indexed), is passed to ``skip(shard, key, problem)`` instead.
+
+    Args:
+        entries: Entries from :func:`index_shard`, any subset in any order.
+        skip: Called for each sample that cannot be read, e.g. :meth:`SkipCounter.skip`.
     """
-    sample: dict = {}
-    try:
-        with tarfile.open(shard, "r:") as archive:
-            for member in archive:
-                if not member.isfile():
+    for shard, group in groupby(entries, key=attrgetter("shard")):
+        with ExitStack() as opened:
+            handle = None
+            for entry in group:
+                if entry.damage is not None:
+                    skip(shard, entry.key, f"unreadable tar ({entry.damage})")
                     continue
-                name = os.path.basename(member.name)
-                key, _, field = name.partition(".")
-                if sample and sample["__key__"] != key:
-                    yield sample
-                    sample = {}
-                sample.setdefault("__key__", key)
-                sample.setdefault("__url__", shard)
-                sample[field.lower()] = archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as error:
-        counter.skip(shard, sample.get("__key__", "<shard start>"), f"unreadable tar ({error})")
-        return
-    if sample:
-        yield sample
+                try:
+                    handle = handle or opened.enter_context(open(shard, "rb"))
+                    sample = _read_files(handle, entry)
+                except (OSError, EOFError) as error:
+                    skip(shard, entry.key, f"unreadable tar ({error})")
+                    continue
+                yield sample
+
+
+def _read_files(handle: BinaryIO, entry: SampleEntry) -> dict:
+    """The files of one intact entry, read at their offsets."""
+    sample: dict = {"__key__": entry.key, "__url__": entry.shard}
+    for field, offset, size in entry.files:
+        handle.seek(offset)
+        sample[field] = handle.read(size)
+        if len(sample[field]) != size:
+            raise EOFError(f"{field} ends after {len(sample[field])} of {size} bytes")
+    return sample
+
+
+def read_shard(shard: str, skip: Callable[[str, str, str], None]) -> Iterator[dict]:
+    """Yield the raw samples of one whole shard (see :func:`read_samples`)."""
+    return read_samples(index_shard(shard), skip)

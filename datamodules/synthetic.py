@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datamodules.format import Clip, ClipShardWriter, make_key, make_meta
+from datamodules.format import Clip, make_key, make_meta
 from datamodules.raycast import Box, Ground, Scene, Sphere, Texture, camera_rotation, render_frame
+from datamodules.shard_writer import ClipShardWriter
 
 
 def _random_texture(rng: np.random.Generator, checker_m: tuple[float, float]) -> Texture:

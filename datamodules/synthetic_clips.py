@@ -26,7 +26,7 @@ class SyntheticClipDataModule(ClipDataModule):
         frames: Frames per stored clip.
         height: Rendered height in pixels.
         width: Rendered width in pixels.
-        clips_per_shard: Clips per shard (small, so a few workers each get a val shard).
+        clips_per_shard: Clips per shard.
         train_strides: Strides drawn per training window.
         clip_length: Frames per training window.
         image_size: Training crop (height, width) in pixels, multiples of 14.

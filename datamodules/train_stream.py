@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from itertools import islice
+from typing import NamedTuple
 
 import torch
 import webdataset
 from torch.utils.data import IterableDataset
 
 from datamodules.augment import ClipAugment
-from datamodules.format import ShardFormatError, check_meta, decode_clip, frame_field
+from datamodules.format import ShardFormatError, check_frame_fields, decode_clip, read_meta
 from datamodules.samples import depth_targets, describe_problem, make_sample
 from datamodules.shards import SkipCounter, read_shard, worker_position
 
@@ -20,6 +20,13 @@ from datamodules.shards import SkipCounter, read_shard, worker_position
 _MAX_FRUITLESS_DRAWS = 64
 #: Windows in a row that fail to decode before training gives up instead of spinning forever.
 _MAX_FAILED_WINDOWS = 1000
+
+
+class Window(NamedTuple):
+    """A training window before decoding: a raw stored clip and the stored frames it takes."""
+
+    sample: dict
+    frames: range
 
 
 class TrainWindows(IterableDataset):
@@ -100,7 +107,7 @@ class TrainWindows(IterableDataset):
         batches += worker < self.batches_per_rank % num_workers
         return islice(_usable(samples), batches * self.batch_size)
 
-    def _set_windows(self, index: int, seed: int, counter: SkipCounter) -> Iterator[dict]:
+    def _set_windows(self, index: int, seed: int, counter: SkipCounter) -> Iterator[Window]:
         """Encoded windows of one set, endlessly, from resampled shards."""
         rng = random.Random(seed)
         shards = webdataset.ResampledShards(
@@ -109,7 +116,7 @@ class TrainWindows(IterableDataset):
         fruitless = 0
         for draw in shards:
             windows = 0
-            for raw in read_shard(draw["url"], counter):
+            for raw in read_shard(draw["url"], counter.skip):
                 try:
                     cut = self._cut(raw, self.strides[index], rng)
                 except ShardFormatError as error:
@@ -125,56 +132,36 @@ class TrainWindows(IterableDataset):
                     f"shorter than clip_length={self.clip_length} at strides {self.strides[index]}"
                 )
 
-    def _cut(self, raw: dict, strides: list[int], rng: random.Random) -> list[dict]:
-        """Cut windows (still encoded, frames renumbered from 000) out of one stored clip."""
-        shard, key = raw["__url__"], raw["__key__"]
-        meta = _read_meta(raw)
+    def _cut(self, raw: dict, strides: list[int], rng: random.Random) -> list[Window]:
+        """Cut windows (stored frame ranges, still encoded) out of one stored clip."""
+        meta = read_meta(raw)
+        check_frame_fields(raw, meta)
         count = len(meta["frame_ids"])
-        needed = [frame_field(t, kind) for t in range(count) for kind in ("jpg", "depth.npz")]
-        missing = [name for name in needed if name not in raw]
-        if missing:
-            raise ShardFormatError(
-                f"missing ({len(missing)} field(s) absent; every frame in frame_ids needs a .jpg "
-                "and a .depth.npz)",
-                shard,
-                key,
-                missing[0],
-            )
         fitting = [s for s in strides if (self.clip_length - 1) * s + 1 <= count]
         if not fitting:
             raise ShardFormatError(
                 f"{count} frames cannot hold a window of clip_length={self.clip_length} at "
                 f"strides {strides}; lower clip_length or store longer clips",
-                shard,
-                key,
+                raw["__url__"],
+                raw["__key__"],
                 "json",
             )
         stride = rng.choice(fitting)
         span = (self.clip_length - 1) * stride + 1
         windows = count // span
         offset = rng.randint(0, count - windows * span)
-        cut = []
-        for start in range(offset, offset + windows * span, span):
-            frames = list(range(start, start + span, stride))
-            window_meta = dict(meta, frame_ids=[meta["frame_ids"][t] for t in frames])
-            window_meta["stride"] = meta["stride"] * stride
-            window = {"__key__": key, "__url__": shard, "__frames__": frames}
-            window["json"] = json.dumps(window_meta).encode("utf-8")
-            for new, old in enumerate(frames):
-                for kind in ("jpg", "depth.npz"):
-                    window[frame_field(new, kind)] = raw[frame_field(old, kind)]
-            cut.append(window)
-        return cut
+        starts = range(offset, offset + windows * span, span)
+        return [Window(raw, range(start, start + span, stride)) for start in starts]
 
     def _decode(
-        self, window: dict, counter: SkipCounter, generator: torch.Generator
+        self, window: Window, counter: SkipCounter, generator: torch.Generator
     ) -> dict | None:
         """Decode and augment one window; ``None`` (counted) when a field is corrupt."""
+        sample = window.sample
         try:
-            clip = decode_clip(window)
+            clip = decode_clip(sample, frames=window.frames)
         except ShardFormatError as error:
-            problem = describe_problem(error, window["__frames__"])
-            counter.skip(window["__url__"], window["__key__"], problem)
+            counter.skip(sample["__url__"], sample["__key__"], describe_problem(error))
             return None
         image = torch.from_numpy(clip.frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
         image, depth_m = self.augment(image, torch.from_numpy(clip.depth), generator=generator)
@@ -199,21 +186,10 @@ def _usable(samples: Iterator[dict | None]) -> Iterator[dict]:
             )
 
 
-def _mix(sources: list[Iterator[dict]], weights: list[float], rng: random.Random) -> Iterator[dict]:
+def _mix(
+    sources: list[Iterator[Window]], weights: list[float], rng: random.Random
+) -> Iterator[Window]:
     """Endlessly take the next item of a source drawn by weight."""
     indices = range(len(sources))
     while True:
         yield next(sources[rng.choices(indices, weights)[0]])
-
-
-def _read_meta(raw: dict) -> dict:
-    """The checked json metadata of a raw sample."""
-    shard, key = raw["__url__"], raw["__key__"]
-    if "json" not in raw:
-        raise ShardFormatError("missing; every sample needs KEY.json metadata", shard, key, "json")
-    try:
-        meta = json.loads(raw["json"])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ShardFormatError(f"not valid UTF-8 JSON ({error})", shard, key, "json") from error
-    check_meta(meta, key, shard)
-    return meta

@@ -20,11 +20,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
-from flashdepth.transforms import resize_shape
+from datamodules.network_input import network_frames
 
 
 def video_scene_name(path: Path) -> str:
@@ -50,11 +49,7 @@ class VideoChunks(IterableDataset):
     def _batch(self, frames: list[np.ndarray], start: int) -> dict:
         rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
         height, width = rgb.shape[-2:]
-        size = resize_shape(height, width, self.short_side)
-        image = rgb.float() / 255.0
-        if size != (height, width):
-            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
-            image = image.clamp(0.0, 1.0)
+        image = network_frames(rgb, self.short_side)
         return {
             "image": image[None],  # (T, 3, h, w) -> (1, T, 3, h, w)
             "key": [f"video_{self.scene}_{start:06d}"],

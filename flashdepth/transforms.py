@@ -4,22 +4,21 @@ Preprocessing follows Depth Anything V2: RGB in [0, 1], bicubic resize keeping t
 aspect ratio so the short side reaches a target and each side is a multiple of the
 ViT patch (14 px), then ImageNet mean/std. Postprocessing resizes the predicted
 inverse depth back to the input resolution (values unchanged: same units as the
-model's output).
+model's output). The size rule, :func:`resize_shape`, lives in
+:mod:`datamodules.network_input`, shared with evaluation clips and video prediction.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from datamodules.network_input import resize_shape
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Tolerance so sizes that are already exact multiples are not rounded one step further.
-_ROUNDING_EPS = 1e-6
 
 
 def normalize(image01: Tensor) -> Tensor:
@@ -29,50 +28,6 @@ def normalize(image01: Tensor) -> Tensor:
     mean = image01.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = image01.new_tensor(IMAGENET_STD).view(3, 1, 1)
     return (image01 - mean) / std
-
-
-def resize_shape(
-    height: int,
-    width: int,
-    target: int | None = 518,
-    long_side_max: int | None = None,
-    multiple: int = 14,
-) -> tuple[int, int]:
-    """The network input size for an image, keeping its aspect ratio.
-
-    The image is scaled so its short side is at least ``target`` and each side is
-    rounded up to a multiple of ``multiple``. If the long side then exceeds
-    ``long_side_max``, the image is instead scaled to fit under it, each side rounded
-    down to a multiple (the short side may then be below ``target``).
-
-    Examples: 1080x1920 -> (518, 924) at 518; 1080x1920 with ``target=1080,
-    long_side_max=2044`` -> (1092, 1932).
-
-    Args:
-        height: Input height in pixels.
-        width: Input width in pixels.
-        target: Minimum short side; ``None`` keeps the native size (rounded up).
-        long_side_max: Optional cap on the long side.
-        multiple: Each output side is a multiple of this (the ViT patch size).
-
-    Returns:
-        ``(h, w)`` in pixels.
-    """
-    if height <= 0 or width <= 0:
-        raise ValueError(f"Image size must be positive, got {height}x{width}.")
-    scale = 1.0 if target is None else target / min(height, width)
-    h, w = (
-        multiple * math.ceil(side * scale / multiple - _ROUNDING_EPS) for side in (height, width)
-    )
-    if long_side_max is not None and max(h, w) > long_side_max:
-        if long_side_max < multiple:
-            raise ValueError(f"long_side_max={long_side_max} is below one patch ({multiple} px).")
-        scale = long_side_max / max(height, width)
-        h, w = (
-            multiple * max(1, math.floor(side * scale / multiple + _ROUNDING_EPS))
-            for side in (height, width)
-        )
-    return h, w
 
 
 def postprocess(depth: Tensor, size: tuple[int, int]) -> Tensor:

@@ -17,14 +17,8 @@ from datamodules.convert import (
     urbansyn,
     waymo,
 )
-from datamodules.convert.base import (
-    CONVERTERS,
-    ClipSpec,
-    ConversionReport,
-    Converter,
-    convert,
-    get_converter,
-)
+from datamodules.convert.base import CONVERTERS, ClipSpec, Converter, get_converter
+from datamodules.convert.writer import ConversionReport, convert
 
 __all__ = [
     "CONVERTERS",

@@ -1,12 +1,21 @@
-"""The converter base: the contract every dataset converter follows, and its registry.
+"""The converter base: the contract every dataset converter follows, its helpers and registry.
 
 A converter knows one dataset's on-disk layout. :meth:`Converter.list_clips` cuts every scene
 into non-overlapping clips of ``clip_length`` frames taken every ``stride`` frames (cheap: file
 names only, in a deterministic order); :meth:`Converter.load_frame` decodes one frame into RGB
-and depth in metres (+inf sky, NaN invalid). :func:`convert` (defined in
-:mod:`datamodules.convert.writer`, re-exported here) writes the clips to resumable WebDataset
-shards ``{name}-{split}-%06d.tar``. The helpers at the end (:func:`numbered_files`,
-:func:`frames_with_depth`, :func:`metric_depth`) serve every converter.
+and depth in metres (+inf sky, NaN invalid). :func:`datamodules.convert.writer.convert` writes
+the clips to resumable WebDataset shards ``{name}-{split}-%06d.tar``.
+
+Every converter is written in one dialect: class attributes ``name``, ``splits``, ``units``,
+``layout`` (and ``required``); ``__init__`` only checks the layout (``required``,
+:meth:`Converter.scene_folders`, :meth:`Converter.require_split_folders`); ``list_clips`` lists
+its scenes as :class:`SceneFrames` of per-frame named tuples (:meth:`Converter.frame_files`
+pairs numbered image and depth files into :class:`FrameFiles`), cuts them with
+:meth:`Converter.window_clips` and adds per-clip metadata (intrinsics through
+:func:`datamodules.convert.units.pinhole_intrinsics`); ``load_frame`` returns
+:func:`~datamodules.convert.readers.read_rgb` and the depth through
+:func:`datamodules.convert.units.metric_depth`. Evaluation sets split their scenes with
+:meth:`Converter.evaluation_scenes`.
 """
 
 from __future__ import annotations
@@ -17,26 +26,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from datamodules.convert.writer import ConversionReport, convert
-from datamodules.format import FLOAT16_MAX_M, MAX_FRAMES_PER_CLIP, Clip, make_key, make_meta
-
-__all__ = [
-    "CONVERTERS",
-    "ClipSpec",
-    "ConversionReport",
-    "Converter",
-    "SceneFrames",
-    "convert",
-    "frames_with_depth",
-    "get_converter",
-    "metric_depth",
-    "numbered_files",
-    "register",
-]
+from datamodules.format import MAX_FRAMES_PER_CLIP, Clip, make_key, make_meta
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +77,17 @@ class SceneFrames:
     frame_ids: list[int]
     items: list[Any]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameFiles(NamedTuple):
+    """The raw files of one frame: its RGB image and its depth (or disparity) file."""
+
+    image: Path
+    depth: Path
+
+
+VAL_SCENES = 8
+"""An evaluation set's ``val`` split: its first 8 scenes, sorted (the reference's validation)."""
 
 
 class Converter(ABC):
@@ -157,6 +162,68 @@ class Converter(ABC):
         Returns:
             RGB (H, W, 3) uint8 and depth (H, W) float32 in metres, +inf sky, NaN invalid.
         """
+
+    def require_split_folders(self) -> None:
+        """Raise a layout error unless the root holds at least one split folder."""
+        if not any((self.root / split).is_dir() for split in self.splits):
+            listing = ", ".join(f"{split}/" for split in self.splits[:2])
+            raise self.layout_error(self.root / self.splits[0], f"no split folder ({listing}, ...)")
+
+    def split_folder(self, split: str) -> Path:
+        """The folder of a known split under the root (a layout error when it is missing)."""
+        self.check_split(split)
+        folder = self.root / split
+        if not folder.is_dir():
+            raise self.layout_error(folder, f"the '{split}' split folder")
+        return folder
+
+    def scene_folders(
+        self, folder: Path, images: str | Path, others: tuple[str | Path, ...] = ()
+    ) -> list[str]:
+        """Sorted names of the scene folders in ``folder``: those holding ``images``.
+
+        Args:
+            folder: Folder holding one sub-folder per scene.
+            images: Path inside a scene folder that marks it as a scene (its images).
+            others: Paths every scene folder must hold as well (its depth, cameras).
+
+        Raises:
+            FileNotFoundError: A layout error naming the path when no folder holds ``images``
+                or a scene lacks one of ``others``.
+        """
+        names = sorted(path.name for path in folder.iterdir() if (path / images).is_dir())
+        if not names:
+            raise self.layout_error(folder / "<scene>" / images, "any scene folder")
+        for name in names:
+            for other in others:
+                if not (folder / name / other).is_dir():
+                    raise self.layout_error(folder / name / other, f"'{other}' of scene '{name}'")
+        return names
+
+    def evaluation_scenes(self, split: str, scenes: list[str]) -> list[str]:
+        """Scenes of an evaluation split: all for ``test``, the first ``VAL_SCENES`` for ``val``."""
+        self.check_split(split)
+        return scenes[:VAL_SCENES] if split == "val" else scenes
+
+    def frame_files(
+        self, scene: str, images: Path, image_pattern: str, depths: Path, depth_pattern: str
+    ) -> SceneFrames:
+        """A scene whose frames pair numbered image files with numbered depth files.
+
+        Args:
+            scene: Scene name.
+            images: Folder of the images.
+            image_pattern: Regular expression of an image name; group 1 is the frame number.
+            depths: Folder of the depth (or disparity) files.
+            depth_pattern: Regular expression of a depth file name, likewise.
+
+        Raises:
+            FileNotFoundError: A folder is missing or an image has no depth file.
+        """
+        rgb = numbered_files(images, image_pattern)
+        depth = numbered_files(depths, depth_pattern)
+        ids = frames_with_depth(rgb, depth, f"{self.name}/{scene}")
+        return SceneFrames(scene, ids, [FrameFiles(rgb[i], depth[i]) for i in ids])
 
     def window_clips(
         self, scenes: Iterable[SceneFrames], clip_length: int, stride: int
@@ -295,30 +362,6 @@ def frames_with_depth(rgb: dict[int, Path], depth: dict[int, Path], scene: str) 
             "re-download or unpack the depth archive of this scene"
         )
     return sorted(rgb)
-
-
-def metric_depth(
-    depth_m: np.ndarray, sky: np.ndarray | None = None, sky_beyond_m: float = FLOAT16_MAX_M
-) -> np.ndarray:
-    """Bring a depth map in metres to the shard conventions (+inf sky, NaN invalid).
-
-    Args:
-        depth_m: (H, W) depth in metres.
-        sky: Optional (H, W) bool mask of sky pixels.
-        sky_beyond_m: Depths above this (and +inf) count as sky; the default, the float16
-            maximum, only catches values the shards cannot store as finite.
-
-    Returns:
-        (H, W) float32 metres: +inf for sky, NaN where the depth is NaN, -inf or <= 0.
-    """
-    depth = np.asarray(depth_m, dtype=np.float32).copy()
-    invalid = np.isnan(depth) | (depth <= 0)
-    far = depth > sky_beyond_m  # +inf included
-    if sky is not None:
-        far |= sky
-    depth[invalid] = np.nan
-    depth[far] = np.inf
-    return depth
 
 
 CONVERTERS: dict[str, type[Converter]] = {}

@@ -28,20 +28,13 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from datamodules.convert.base import (
-    ClipSpec,
-    Converter,
-    SceneFrames,
-    frames_with_depth,
-    metric_depth,
-    numbered_files,
-    register,
-)
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, register
 from datamodules.convert.readers import read_float16_png, read_rgb
+from datamodules.convert.units import metric_depth
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +45,10 @@ EXCLUDED = {"train": ("009850-3_obj_source_left",)}
 class DynamicReplicaConverter(Converter):
     """Dynamic Replica left-camera sequences -> clips; see the module docstring."""
 
-    name: ClassVar[str] = "dynamic_replica"
-    splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
-    units: ClassVar[str] = (
-        "16-bit PNG bits viewed as float16 = metres; 0, NaN, inf invalid (no sky, indoor)"
-    )
-    layout: ClassVar[str] = (
+    name = "dynamic_replica"
+    splits = ("train", "valid", "test")
+    units = "16-bit PNG bits viewed as float16 = metres; 0, NaN, inf invalid (no sky, indoor)"
+    layout = (
         "ROOT/train/<seq>_left/images/<seq>_left-0000.png\n"
         "ROOT/train/<seq>_left/depths/<seq>_left_0000.geometric.png\n"
         "ROOT/train/frame_annotations_train.jgz   (and ROOT/valid, ROOT/test alike)"
@@ -65,31 +56,30 @@ class DynamicReplicaConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        if not any((self.root / split).is_dir() for split in self.splits):
-            raise self.layout_error(self.root / "train", "no split folder (train/, valid/, test/)")
+        self.require_split_folders()
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Clips of every left-camera sequence of a split, with intrinsics when annotated."""
-        self.check_split(split)
-        split_dir = self.root / split
-        if not split_dir.is_dir():
-            raise self.layout_error(split_dir, f"the '{split}' split folder")
+        split_dir = self.split_folder(split)
         sequences = sorted(
             p
             for p in split_dir.iterdir()
             if p.is_dir() and p.name.endswith("_left") and p.name not in EXCLUDED.get(split, ())
         )
-        scenes = []
-        for folder in sequences:
-            seq = folder.name
-            rgb = numbered_files(folder / "images", rf"{re.escape(seq)}-(\d+)\.png")
-            depth = numbered_files(folder / "depths", rf"{re.escape(seq)}_(\d+)\.geometric\.png")
-            ids = frames_with_depth(rgb, depth, f"{self.name}/{seq}")
-            scenes.append(SceneFrames(seq, ids, [(rgb[i], depth[i]) for i in ids]))
+        scenes = [
+            self.frame_files(
+                folder.name,
+                folder / "images",
+                rf"{re.escape(folder.name)}-(\d+)\.png",
+                folder / "depths",
+                rf"{re.escape(folder.name)}_(\d+)\.geometric\.png",
+            )
+            for folder in sequences
+        ]
         clips = self.window_clips(scenes, clip_length, stride)
         cameras = self._annotated_intrinsics(split_dir / f"frame_annotations_{split}.jgz")
         for clip in clips:
-            clip.extra["intrinsics"] = cameras.get(clip.items[0][0].name)
+            clip.extra["intrinsics"] = cameras.get(clip.items[0].image.name)
         return clips
 
     @staticmethod
@@ -110,10 +100,10 @@ class DynamicReplicaConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB and depth in metres (float16 bits) of frame ``index`` of a clip."""
-        rgb_path, depth_path = spec.items[index]
-        depth = read_float16_png(depth_path)
-        depth[np.isinf(depth)] = np.nan  # indoor scenes: inf is a rendering hole, not sky
-        return read_rgb(rgb_path), metric_depth(depth)
+        item: FrameFiles = spec.items[index]
+        depth = read_float16_png(item.depth)
+        # indoor scenes: inf is a rendering hole, not sky
+        return read_rgb(item.image), metric_depth(depth, invalid=np.isinf(depth))
 
 
 def _pixel_intrinsics(frame: dict[str, Any]) -> list[float]:

@@ -29,19 +29,18 @@ order (the validation subset of the reference code). Frames are the photos of a 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, SceneFrames, register
 from datamodules.convert.readers import read_rgb
+from datamodules.convert.units import metric_depth
 
 IMAGES = Path("images") / "dslr_images"
 DEPTHS = Path("ground_truth_depth") / "dslr_images"
 CALIBRATION = Path("dslr_calibration_jpg")
-VAL_SCENES = 8
 PINHOLE_FIRST_MODELS = (
     "PINHOLE",
     "OPENCV",
@@ -52,7 +51,7 @@ PINHOLE_FIRST_MODELS = (
 )
 """COLMAP camera models whose parameters start with fx, fy, cx, cy."""
 
-_PHOTO = re.compile(r"^DSC_(\d+)\.JPG$")
+_PHOTO = r"DSC_(\d+)\.JPG"
 
 
 class Camera(NamedTuple):
@@ -143,16 +142,7 @@ def read_eth3d_depth(path: Path, height: int, width: int) -> np.ndarray:
             f"{4 * height * width} (float32 per pixel): truncated file or mismatched photo"
         )
     depth = np.fromfile(path, dtype="<f4").reshape(height, width).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    return depth
-
-
-class Eth3dFrame(NamedTuple):
-    """Paths of one ETH3D photo and its depth."""
-
-    image: Path
-    depth: Path
+    return metric_depth(depth, sky_beyond_m=np.inf, invalid=np.isinf(depth))  # no sky label
 
 
 @register
@@ -173,32 +163,16 @@ class Eth3dConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        self.all_scenes = sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and (p / IMAGES).is_dir()
-        )
-        if not self.all_scenes:
-            raise self.layout_error(self.root / "<scene>" / IMAGES, "any scene with photos")
-        for scene in self.all_scenes:
-            if not (self.root / scene / DEPTHS).is_dir():
-                raise self.layout_error(
-                    self.root / scene / DEPTHS, f"the depth of scene '{scene}' (_dslr_depth.7z)"
-                )
+        self.all_scenes = self.scene_folders(self.root, IMAGES, (DEPTHS,))
 
     def scenes(self, split: str) -> list[str]:
         """Scene names of a split, sorted."""
-        self.check_split(split)
-        return self.all_scenes[:VAL_SCENES] if split == "val" else self.all_scenes
+        return self.evaluation_scenes(split, self.all_scenes)
 
     def scene_frames(self, scene: str) -> SceneFrames:
         """Photos of a scene in ``DSC_`` number order."""
         folder = self.root / scene
-        numbered = sorted(
-            (int(match.group(1)), path.name)
-            for path in (folder / IMAGES).iterdir()
-            if (match := _PHOTO.match(path.name))
-        )
-        items = [Eth3dFrame(folder / IMAGES / name, folder / DEPTHS / name) for _, name in numbered]
-        return SceneFrames(scene=scene, frame_ids=[i for i, _ in numbered], items=items)
+        return self.frame_files(scene, folder / IMAGES, _PHOTO, folder / DEPTHS, _PHOTO)
 
     def scene_cameras(self, scene: str) -> tuple[dict[str, int], dict[int, Camera], Path] | None:
         """Photo -> camera id and camera id -> camera of a scene, or None without calibration."""
@@ -247,6 +221,6 @@ class Eth3dConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Photo and depth in metres (NaN invalid)."""
-        item: Eth3dFrame = spec.items[index]
+        item: FrameFiles = spec.items[index]
         rgb = read_rgb(item.image)
         return rgb, read_eth3d_depth(item.depth, rgb.shape[0], rgb.shape[1])

@@ -22,20 +22,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from datamodules.convert.base import (
-    ClipSpec,
-    Converter,
-    SceneFrames,
-    frames_with_depth,
-    metric_depth,
-    numbered_files,
-    register,
-)
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, register
 from datamodules.convert.readers import read_exr, read_rgb
+from datamodules.convert.units import metric_depth
 
 GTA_UNITS_PER_METRE = 10.0
 VAL_SCENES = ("0118", "0119")
@@ -45,10 +37,10 @@ VAL_SCENES = ("0118", "0119")
 class MVSSynthConverter(Converter):
     """MVS-Synth scenes -> clips; see the module docstring for layout and units."""
 
-    name: ClassVar[str] = "mvs_synth"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val")
-    units: ClassVar[str] = "EXR value / 10 = metres (GTA V units); +inf = sky; NaN, <= 0 invalid"
-    layout: ClassVar[str] = (
+    name = "mvs_synth"
+    splits = ("train", "val")
+    units = "EXR value / 10 = metres (GTA V units); +inf = sky; NaN, <= 0 invalid"
+    layout = (
         "ROOT (= GTAV_1080, GTAV_720 or GTAV_540)/\n"
         "  0000/images/0000.png  0000/depths/0000.exr  0000/poses/0000.json\n"
         "  0001/ ... (numbered scene folders)"
@@ -56,35 +48,37 @@ class MVSSynthConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        if not self._scene_dirs():
+        if not self._scenes():
             raise self.layout_error(
                 self.root / "0000", "no numbered scene folder with images/ and depths/"
             )
 
-    def _scene_dirs(self) -> list[Path]:
+    def _scenes(self) -> list[str]:
         """Numbered scene folders holding ``images/`` and ``depths/``, in numeric order."""
-        scenes = [
-            path
-            for path in self.root.iterdir()
-            if path.name.isdigit() and (path / "images").is_dir() and (path / "depths").is_dir()
+        return [
+            name
+            for name in sorted((p.name for p in self.root.iterdir() if p.name.isdigit()), key=int)
+            if (self.root / name / "images").is_dir() and (self.root / name / "depths").is_dir()
         ]
-        return sorted(scenes, key=lambda path: int(path.name))
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Clips of the ``train`` or ``val`` scenes; intrinsics from the first frame's pose."""
         self.check_split(split)
-        scenes = []
-        for scene_dir in self._scene_dirs():
-            if (scene_dir.name in VAL_SCENES) != (split == "val"):
-                continue
-            rgb = numbered_files(scene_dir / "images", r"(\d+)\.(?:png|jpg|jpeg)")
-            depth = numbered_files(scene_dir / "depths", r"(\d+)\.exr")
-            ids = frames_with_depth(rgb, depth, f"{self.name}/{scene_dir.name}")
-            items = [(rgb[i], depth[i], scene_dir / "poses" / f"{i:04d}.json") for i in ids]
-            scenes.append(SceneFrames(scene_dir.name, ids, items))
+        scenes = [
+            self.frame_files(
+                scene,
+                self.root / scene / "images",
+                r"(\d+)\.(?:png|jpg|jpeg)",
+                self.root / scene / "depths",
+                r"(\d+)\.exr",
+            )
+            for scene in self._scenes()
+            if (scene in VAL_SCENES) == (split == "val")
+        ]
         clips = self.window_clips(scenes, clip_length, stride)
         for clip in clips:
-            clip.extra["intrinsics"] = self._intrinsics(clip.items[0][2])
+            pose = self.root / clip.scene / "poses" / f"{clip.frame_ids[0]:04d}.json"
+            clip.extra["intrinsics"] = self._intrinsics(pose)
         return clips
 
     def _intrinsics(self, pose_path: Path) -> list[float] | None:
@@ -101,6 +95,6 @@ class MVSSynthConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB and depth in metres (raw / 10, +inf sky) of frame ``index`` of a clip."""
-        rgb_path, depth_path, _ = spec.items[index]
-        raw = read_exr(depth_path)
-        return read_rgb(rgb_path), metric_depth(raw / GTA_UNITS_PER_METRE)
+        item: FrameFiles = spec.items[index]
+        raw = read_exr(item.depth)
+        return read_rgb(item.image), metric_depth(raw / GTA_UNITS_PER_METRE)

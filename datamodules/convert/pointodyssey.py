@@ -21,20 +21,12 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from datamodules.convert.base import (
-    ClipSpec,
-    Converter,
-    SceneFrames,
-    frames_with_depth,
-    metric_depth,
-    numbered_files,
-    register,
-)
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, register
 from datamodules.convert.readers import read_png16, read_rgb
+from datamodules.convert.units import metric_depth, pinhole_intrinsics
 
 MAX_DEPTH_M = 1000.0
 PNG_MAX = 65535
@@ -44,12 +36,10 @@ PNG_MAX = 65535
 class PointOdysseyConverter(Converter):
     """PointOdyssey scenes -> clips; see the module docstring."""
 
-    name: ClassVar[str] = "pointodyssey"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test", "sample")
-    units: ClassVar[str] = (
-        "16-bit PNG value / 65535 * 1000 = metres; 0 invalid (NaN); 65535 = sky (+inf)"
-    )
-    layout: ClassVar[str] = (
+    name = "pointodyssey"
+    splits = ("train", "val", "test", "sample")
+    units = "16-bit PNG value / 65535 * 1000 = metres; 0 invalid (NaN); 65535 = sky (+inf)"
+    layout = (
         "ROOT/train/<scene>/rgbs/rgb_00000.jpg\n"
         "ROOT/train/<scene>/depths/depth_00000.png\n"
         "ROOT/train/<scene>/anno.npz   (and ROOT/val, ROOT/test, ROOT/sample alike)"
@@ -57,21 +47,21 @@ class PointOdysseyConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        if not any((self.root / split).is_dir() for split in self.splits):
-            raise self.layout_error(self.root / "train", "no split folder (train/, val/, ...)")
+        self.require_split_folders()
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Clips of every scene of a split, with per-clip intrinsics from anno.npz."""
-        self.check_split(split)
-        split_dir = self.root / split
-        if not split_dir.is_dir():
-            raise self.layout_error(split_dir, f"the '{split}' split folder")
-        scenes = []
-        for scene_dir in sorted(p for p in split_dir.iterdir() if (p / "rgbs").is_dir()):
-            rgb = numbered_files(scene_dir / "rgbs", r"rgb_(\d+)\.jpg")
-            depth = numbered_files(scene_dir / "depths", r"depth_(\d+)\.png")
-            ids = frames_with_depth(rgb, depth, f"{self.name}/{scene_dir.name}")
-            scenes.append(SceneFrames(scene_dir.name, ids, [(rgb[i], depth[i]) for i in ids]))
+        split_dir = self.split_folder(split)
+        scenes = [
+            self.frame_files(
+                scene_dir.name,
+                scene_dir / "rgbs",
+                r"rgb_(\d+)\.jpg",
+                scene_dir / "depths",
+                r"depth_(\d+)\.png",
+            )
+            for scene_dir in sorted(p for p in split_dir.iterdir() if (p / "rgbs").is_dir())
+        ]
         clips = self.window_clips(scenes, clip_length, stride)
         intrinsics: dict[str, np.ndarray | None] = {}
         for clip in clips:
@@ -80,8 +70,7 @@ class PointOdysseyConverter(Converter):
             matrices = intrinsics[clip.scene]
             first = clip.frame_ids[0]
             if matrices is not None and first < len(matrices):
-                k = matrices[first]
-                clip.extra["intrinsics"] = [float(v) for v in (k[0, 0], k[1, 1], k[0, 2], k[1, 2])]
+                clip.extra["intrinsics"] = pinhole_intrinsics(matrices[first])
         return clips
 
     @staticmethod
@@ -104,7 +93,7 @@ class PointOdysseyConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB and depth in metres (value / 65535 * 1000) of frame ``index`` of a clip."""
-        rgb_path, depth_path = spec.items[index]
-        raw = read_png16(depth_path)
+        item: FrameFiles = spec.items[index]
+        raw = read_png16(item.depth)
         depth_m = raw.astype(np.float32) / PNG_MAX * MAX_DEPTH_M  # 0 -> 0 m -> NaN below
-        return read_rgb(rgb_path), metric_depth(depth_m, sky=raw == PNG_MAX)
+        return read_rgb(item.image), metric_depth(depth_m, sky=raw == PNG_MAX)

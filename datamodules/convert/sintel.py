@@ -28,7 +28,6 @@ The reference evaluation reads the ``clean`` pass, which is the default here; pa
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,19 +35,15 @@ import numpy as np
 
 from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
 from datamodules.convert.readers import read_rgb
+from datamodules.convert.units import SKY_DEPTH_M, metric_depth, pinhole_intrinsics
 
 TAG_FLOAT = 202021.25
 """Sanity tag at the start of every `.dpt` and `.cam` file (the bytes ``PIEH``)."""
-
-SKY_DEPTH_M = 1e4
-"""Depth (metres) beyond which a Sintel pixel is sky (+inf)."""
 
 MIN_DEPTH_M = 1e-5
 """Depth (metres) below which a Sintel pixel is invalid (NaN)."""
 
 RENDER_PASSES = ("clean", "final")
-VAL_SCENES = 8
-_FRAME = re.compile(r"^frame_(\d+)\.png$")
 _CAM_BYTES = 4 + 9 * 8 + 12 * 8
 
 
@@ -114,24 +109,6 @@ def read_cam(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype="<f8", count=9, offset=4).reshape(3, 3).copy()
 
 
-def sintel_depth_to_metres(raw: np.ndarray) -> np.ndarray:
-    """Turn stored Sintel depth into metres with +inf sky and NaN invalid.
-
-    Args:
-        raw: (H, W) depth as read from a `.dpt` file.
-
-    Returns:
-        (H, W) float32 depth in metres.
-    """
-    depth = raw.astype(np.float32, copy=True)
-    with np.errstate(invalid="ignore"):
-        invalid = ~np.isfinite(raw) | (raw < MIN_DEPTH_M)
-        sky = np.isfinite(raw) & (raw > SKY_DEPTH_M)
-    depth[invalid] = np.nan
-    depth[sky] = np.inf
-    return depth
-
-
 @register
 class SintelConverter(Converter):
     """MPI Sintel training set as evaluation clips (see the module docstring).
@@ -167,11 +144,10 @@ class SintelConverter(Converter):
 
     def scenes(self, split: str) -> list[str]:
         """Scene names of a split, sorted."""
-        self.check_split(split)
         names = sorted(p.name for p in self.image_dir.iterdir() if p.is_dir())
         if not names:
             raise self.layout_error(self.image_dir / "<scene>", "any scene folder")
-        return names[:VAL_SCENES] if split == "val" else names
+        return self.evaluation_scenes(split, names)
 
     def scene_frames(self, scene: str) -> SceneFrames:
         """Frames of one scene, in order, with the paths of their depth and camera files."""
@@ -180,27 +156,21 @@ class SintelConverter(Converter):
         for folder in (depth_dir, camera_dir):
             if not folder.is_dir():
                 raise self.layout_error(folder, f"the folder of scene '{scene}'")
-        numbered = sorted(
-            (int(match.group(1)), path.name)
-            for path in (self.image_dir / scene).iterdir()
-            if (match := _FRAME.match(path.name))
+        frames = self.frame_files(
+            scene, self.image_dir / scene, r"frame_(\d+)\.png", depth_dir, r"frame_(\d+)\.dpt"
         )
-        items = [
-            SintelFrame(
-                image=self.image_dir / scene / file,
-                depth=depth_dir / file.replace(".png", ".dpt"),
-                camera=camera_dir / file.replace(".png", ".cam"),
-            )
-            for _, file in numbered
+        frames.items = [
+            SintelFrame(f.image, f.depth, camera_dir / f.depth.with_suffix(".cam").name)
+            for f in frames.items
         ]
-        return SceneFrames(scene=scene, frame_ids=[i for i, _ in numbered], items=items)
+        return frames
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Cut every scene of ``split`` into clips; reads the small `.cam` files for intrinsics."""
         scenes = [self.scene_frames(scene) for scene in self.scenes(split)]
         clips = self.window_clips(scenes, clip_length, stride)
         for clip in clips:
-            per_frame = [_intrinsics(read_cam(item.camera)) for item in clip.items]
+            per_frame = [pinhole_intrinsics(read_cam(item.camera)) for item in clip.items]
             clip.extra["intrinsics"] = per_frame[0]
             if any(k != per_frame[0] for k in per_frame):
                 clip.extra["intrinsics_per_frame"] = per_frame
@@ -209,9 +179,6 @@ class SintelConverter(Converter):
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB of the chosen pass and depth in metres (+inf sky, NaN invalid)."""
         item: SintelFrame = spec.items[index]
-        return read_rgb(item.image), sintel_depth_to_metres(read_dpt(item.depth))
-
-
-def _intrinsics(matrix: np.ndarray) -> list[float]:
-    """``[fx, fy, cx, cy]`` of a 3x3 intrinsic matrix."""
-    return [float(matrix[0, 0]), float(matrix[1, 1]), float(matrix[0, 2]), float(matrix[1, 2])]
+        raw = read_dpt(item.depth)
+        invalid = np.isinf(raw) | (raw < MIN_DEPTH_M)
+        return read_rgb(item.image), metric_depth(raw, invalid=invalid, sky_beyond_m=SKY_DEPTH_M)

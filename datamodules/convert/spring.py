@@ -22,55 +22,63 @@ Spring split with ground truth), left camera.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import NamedTuple
 
 import numpy as np
 
-from datamodules.convert.base import (
-    ClipSpec,
-    Converter,
-    SceneFrames,
-    frames_with_depth,
-    metric_depth,
-    numbered_files,
-    register,
-)
+from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
 from datamodules.convert.readers import read_hdf5, read_rgb
+from datamodules.convert.units import disparity_to_depth
 
 SPRING_BASELINE_M = 0.065
+
+
+class SpringFrame(NamedTuple):
+    """One Spring frame: its image, its disparity file and its ``[fx, fy, cx, cy]``."""
+
+    image: Path
+    disparity: Path
+    intrinsics: list[float]
 
 
 @register
 class SpringConverter(Converter):
     """Spring training scenes (left camera) -> clips; see the module docstring."""
 
-    name: ClassVar[str] = "spring"
-    splits: ClassVar[tuple[str, ...]] = ("train",)
-    units: ClassVar[str] = (
+    name = "spring"
+    splits = ("train",)
+    units = (
         "disparity[::2, ::2] (2x GT resolution) -> depth_m = fx * 0.065 / disparity; "
         "disparity 0 = sky (+inf); NaN, < 0 invalid"
     )
-    layout: ClassVar[str] = (
+    layout = (
         "ROOT/train/0001/frame_left/frame_left_0001.png\n"
         "ROOT/train/0001/disp1_left/disp1_left_0001.dsp5\n"
         "ROOT/train/0001/cam_data/intrinsics.txt"
     )
-    required: ClassVar[tuple[str, ...]] = ("train",)
+    required = ("train",)
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Clips of every training scene; items carry each frame's intrinsics."""
-        self.check_split(split)
+        split_dir = self.split_folder(split)
         scenes = []
-        for scene_dir in sorted(p for p in (self.root / split).iterdir() if p.is_dir()):
-            rgb = numbered_files(scene_dir / "frame_left", r"frame_left_(\d+)\.png")
-            disparity = numbered_files(scene_dir / "disp1_left", r"disp1_left_(\d+)\.dsp5")
-            ids = frames_with_depth(rgb, disparity, f"{self.name}/{scene_dir.name}")
-            intrinsics = self._intrinsics(scene_dir / "cam_data" / "intrinsics.txt", ids)
-            items = [(rgb[i], disparity[i], intrinsics[i]) for i in ids]
-            scenes.append(SceneFrames(scene_dir.name, ids, items))
+        for scene_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            files = self.frame_files(
+                scene_dir.name,
+                scene_dir / "frame_left",
+                r"frame_left_(\d+)\.png",
+                scene_dir / "disp1_left",
+                r"disp1_left_(\d+)\.dsp5",
+            )
+            table = self._intrinsics(scene_dir / "cam_data" / "intrinsics.txt", files.frame_ids)
+            items = [
+                SpringFrame(f.image, f.depth, table[i])
+                for i, f in zip(files.frame_ids, files.items, strict=True)
+            ]
+            scenes.append(SceneFrames(files.scene, files.frame_ids, items))
         clips = self.window_clips(scenes, clip_length, stride)
         for clip in clips:
-            clip.extra["intrinsics"] = clip.items[0][2]
+            clip.extra["intrinsics"] = clip.items[0].intrinsics
         return clips
 
     def _intrinsics(self, path: Path, frame_ids: list[int]) -> dict[int, list[float]]:
@@ -90,17 +98,16 @@ class SpringConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB and depth in metres from the subsampled disparity of frame ``index``."""
-        rgb_path, disparity_path, (fx, _, _, _) = spec.items[index]
-        rgb = read_rgb(rgb_path)
-        disparity = read_hdf5(disparity_path, "disparity").astype(np.float32)
+        item: SpringFrame = spec.items[index]
+        rgb = read_rgb(item.image)
+        disparity = read_hdf5(item.disparity, "disparity").astype(np.float32)
         height, width = rgb.shape[:2]
         if disparity.shape == (2 * height, 2 * width):
             disparity = disparity[::2, ::2]  # (2H, 2W) -> (H, W), top-left of each 2x2 block
         elif disparity.shape != (height, width):
             raise ValueError(
-                f"{disparity_path} holds disparity of shape {disparity.shape}; expected "
-                f"{(2 * height, 2 * width)} (twice the image {rgb_path} size) or {(height, width)}"
+                f"{item.disparity} holds disparity of shape {disparity.shape}; expected "
+                f"{(2 * height, 2 * width)} (twice the image {item.image} size) or "
+                f"{(height, width)}"
             )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth_m = fx * SPRING_BASELINE_M / disparity  # 0 -> +inf (sky), < 0 -> invalid
-        return rgb, metric_depth(depth_m, sky=disparity == 0)
+        return rgb, disparity_to_depth(disparity, item.intrinsics[0], SPRING_BASELINE_M)

@@ -20,20 +20,12 @@ trained without the ``amusement`` environment; pass a root without it to do the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from datamodules.convert.base import (
-    ClipSpec,
-    Converter,
-    SceneFrames,
-    frames_with_depth,
-    metric_depth,
-    numbered_files,
-    register,
-)
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, register
 from datamodules.convert.readers import read_npy, read_rgb
+from datamodules.convert.units import metric_depth
 
 TARTANAIR_INTRINSICS = [320.0, 320.0, 320.0, 240.0]  # fx, fy, cx, cy in pixels (640x480)
 SKY_BEYOND_M = 1000.0
@@ -44,10 +36,10 @@ DIFFICULTIES = ("Easy", "Hard")
 class TartanAirConverter(Converter):
     """TartanAir left-camera trajectories -> clips; see the module docstring."""
 
-    name: ClassVar[str] = "tartanair"
-    splits: ClassVar[tuple[str, ...]] = ("train",)
-    units: ClassVar[str] = "npy float32 metres as is; > 1000 m = sky (+inf); NaN, <= 0 invalid"
-    layout: ClassVar[str] = (
+    name = "tartanair"
+    splits = ("train",)
+    units = "npy float32 metres as is; > 1000 m = sky (+inf); NaN, <= 0 invalid"
+    layout = (
         "ROOT/<env>/Easy/P000/image_left/000000_left.png\n"
         "ROOT/<env>/Easy/P000/depth_left/000000_left_depth.npy\n"
         "(ROOT/<env>/<env>/Easy/... as unpacked by the official download also works)"
@@ -81,20 +73,24 @@ class TartanAirConverter(Converter):
         self.check_split(split)
         scenes = []
         for scene, folder in self._trajectories():
-            rgb = numbered_files(folder / "image_left", r"(\d+)_left\.png")
-            depth = numbered_files(folder / "depth_left", r"(\d+)_left_depth\.npy")
-            ids = frames_with_depth(rgb, depth, f"{self.name}/{scene}")
-            items = [(rgb[i], depth[i]) for i in ids]
-            scenes.append(SceneFrames(scene, ids, items, {"intrinsics": TARTANAIR_INTRINSICS}))
+            frames = self.frame_files(
+                scene,
+                folder / "image_left",
+                r"(\d+)_left\.png",
+                folder / "depth_left",
+                r"(\d+)_left_depth\.npy",
+            )
+            frames.extra["intrinsics"] = TARTANAIR_INTRINSICS
+            scenes.append(frames)
         return self.window_clips(scenes, clip_length, stride)
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """RGB and depth in metres (> 1000 m sky) of frame ``index`` of a clip."""
-        rgb_path, depth_path = spec.items[index]
-        depth = read_npy(depth_path)
+        item: FrameFiles = spec.items[index]
+        depth = read_npy(item.depth)
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
             raise ValueError(
-                f"{depth_path} holds a {depth.dtype} array of shape {depth.shape}; TartanAir "
+                f"{item.depth} holds a {depth.dtype} array of shape {depth.shape}; TartanAir "
                 "depth is a 2-D float32 array in metres"
             )
-        return read_rgb(rgb_path), metric_depth(depth, sky_beyond_m=SKY_BEYOND_M)
+        return read_rgb(item.image), metric_depth(depth, sky_beyond_m=SKY_BEYOND_M)

@@ -33,20 +33,13 @@ import numpy as np
 
 from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
 from datamodules.convert.readers import read_npy, read_rgb
-
-SKY_DEPTH_M = 1e4
-"""Depth (metres) beyond which a pixel is sky (+inf): the far background of the renders."""
+from datamodules.convert.units import SKY_DEPTH_M, disparity_to_depth, pinhole_intrinsics
 
 ROTATION_TOLERANCE = 1e-4
 """Largest element-wise difference between the left and right rotations of a rectified pair."""
 
-FRAME_FILES = (
-    ("Image0", ".png"),
-    ("Disp0", ".npy"),
-    ("Extrinsics0", ".txt"),
-    ("Extrinsics1", ".txt"),
-)
-"""Sub-folder and file extension of each per-frame file, in :class:`UnrealFrame` order."""
+CAMERAS = ("Extrinsics0", "Extrinsics1")
+"""Sub-folders of the left and right camera files (``<frame>.txt``)."""
 
 
 class StereoCamera(NamedTuple):
@@ -95,28 +88,6 @@ def stereo_baseline_m(left: StereoCamera, right: StereoCamera, source: Path) -> 
     return baseline
 
 
-def disparity_to_depth(disparity: np.ndarray, fx: float, baseline_m: float) -> np.ndarray:
-    """Depth in metres from disparity in pixels: ``fx * baseline / disparity``.
-
-    Args:
-        disparity: (H, W) disparity in pixels.
-        fx: Focal length in pixels.
-        baseline_m: Stereo baseline in metres.
-
-    Returns:
-        (H, W) float32 depth in metres; +inf for zero disparity or depth > ``SKY_DEPTH_M``;
-        NaN for negative or non-finite disparity.
-    """
-    disparity = disparity.astype(np.float64)
-    depth = np.full(disparity.shape, np.nan, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        positive = np.isfinite(disparity) & (disparity > 0)
-        depth[positive] = fx * baseline_m / disparity[positive]
-        depth[disparity == 0] = np.inf
-        depth[depth > SKY_DEPTH_M] = np.inf
-    return depth.astype(np.float32)
-
-
 class UnrealFrame(NamedTuple):
     """Paths of one UnrealStereo4K left frame, its disparity and both cameras."""
 
@@ -146,38 +117,33 @@ class UnrealStereo4kConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        self.all_scenes = sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and (p / "Image0").is_dir()
-        )
-        if not self.all_scenes:
-            raise self.layout_error(self.root / "<scene>" / "Image0", "any scene with Image0")
-        for scene in self.all_scenes:
-            for sub, _ in FRAME_FILES[1:]:
-                if not (self.root / scene / sub).is_dir():
-                    raise self.layout_error(self.root / scene / sub, f"'{sub}' of scene '{scene}'")
+        self.all_scenes = self.scene_folders(self.root, "Image0", ("Disp0", *CAMERAS))
 
     def scene_frames(self, scene: str) -> SceneFrames:
         """Left frames of a scene in frame-number order."""
         folder = self.root / scene
-        numbered = sorted(
-            (int(path.stem), path.stem)
-            for path in (folder / "Image0").iterdir()
-            if path.suffix == ".png" and path.stem.isdigit()
+        frames = self.frame_files(
+            scene, folder / "Image0", r"(\d+)\.png", folder / "Disp0", r"(\d+)\.npy"
         )
-        items = [
-            UnrealFrame(*(folder / sub / f"{stem}{extension}" for sub, extension in FRAME_FILES))
-            for _, stem in numbered
+        left, right = (folder / sub for sub in CAMERAS)
+        frames.items = [
+            UnrealFrame(
+                f.image, f.depth, left / f"{f.image.stem}.txt", right / f"{f.image.stem}.txt"
+            )
+            for f in frames.items
         ]
-        return SceneFrames(scene=scene, frame_ids=[i for i, _ in numbered], items=items)
+        return frames
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Cut every scene into clips with the intrinsics of their first frame."""
-        self.check_split(split)
-        scenes = [self.scene_frames(scene) for scene in self.all_scenes]
+        scenes = [
+            self.scene_frames(scene) for scene in self.evaluation_scenes(split, self.all_scenes)
+        ]
         clips = self.window_clips(scenes, clip_length, stride)
         for clip in clips:
-            k = read_camera(clip.items[0].left_camera).intrinsics
-            clip.extra["intrinsics"] = [float(v) for v in (k[0, 0], k[1, 1], k[0, 2], k[1, 2])]
+            clip.extra["intrinsics"] = pinhole_intrinsics(
+                read_camera(clip.items[0].left_camera).intrinsics
+            )
         return clips
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -192,4 +158,5 @@ class UnrealStereo4kConverter(Converter):
             )
         left = read_camera(item.left_camera)
         baseline = stereo_baseline_m(left, read_camera(item.right_camera), item.left_camera)
-        return rgb, disparity_to_depth(disparity, float(left.intrinsics[0, 0]), baseline)
+        fx = float(left.intrinsics[0, 0])
+        return rgb, disparity_to_depth(disparity.astype(np.float64), fx, baseline, SKY_DEPTH_M)

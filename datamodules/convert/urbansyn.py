@@ -18,7 +18,6 @@ order (and caps them at the first 1000). Intrinsics are not distributed and are 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from PIL import Image
 
 from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
 from datamodules.convert.readers import read_exr, read_rgb
+from datamodules.convert.units import SKY_DEPTH_M, metric_depth
 
 DEPTH_SCALE_M = 1e5
 """Metres per stored EXR depth unit."""
@@ -34,11 +34,7 @@ DEPTH_SCALE_M = 1e5
 SKY_CLASS = 10
 """Cityscapes train id of the sky in the ``ss`` label images."""
 
-SKY_DEPTH_M = 1e4
-"""Depth (metres) beyond which a pixel is sky (+inf) even without the sky label."""
-
 SCENE = "all"
-_RGB = re.compile(r"^rgb_(\d+)\.png$")
 
 
 def read_classes(path: Path) -> np.ndarray:
@@ -61,25 +57,6 @@ def read_classes(path: Path) -> np.ndarray:
             "(the coloured ones live in ss_color, which this converter does not read)"
         )
     return classes
-
-
-def urbansyn_depth_to_metres(raw: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Turn stored UrbanSyn depth and labels into metres with +inf sky and NaN invalid.
-
-    Args:
-        raw: (H, W) depth as stored in the EXR (metres / 1e5).
-        classes: (H, W) semantic class ids.
-
-    Returns:
-        (H, W) float32 depth in metres.
-    """
-    depth = raw.astype(np.float64) * DEPTH_SCALE_M
-    with np.errstate(invalid="ignore"):
-        invalid = ~np.isfinite(depth) | (depth <= 0)
-        sky = (classes == SKY_CLASS) | (np.isfinite(depth) & (depth > SKY_DEPTH_M))
-    depth[invalid] = np.nan
-    depth[sky] = np.inf
-    return depth.astype(np.float32)
 
 
 class UrbanSynFrame(NamedTuple):
@@ -105,20 +82,18 @@ class UrbanSynConverter(Converter):
 
     def scene_frames(self) -> SceneFrames:
         """Every image, in file-number order."""
-        numbered = sorted(
-            (int(match.group(1)), match.group(1))
-            for path in (self.root / "rgb").iterdir()
-            if (match := _RGB.match(path.name))
+        frames = self.frame_files(
+            SCENE,
+            self.root / "rgb",
+            r"rgb_(\d+)\.png",
+            self.root / "depth",
+            r"depth_(\d+)\.exr",
         )
-        items = [
-            UrbanSynFrame(
-                self.root / "rgb" / f"rgb_{number}.png",
-                self.root / "depth" / f"depth_{number}.exr",
-                self.root / "ss" / f"ss_{number}.png",
-            )
-            for _, number in numbered
+        frames.items = [
+            UrbanSynFrame(f.image, f.depth, self.root / "ss" / f.image.name.replace("rgb_", "ss_"))
+            for f in frames.items
         ]
-        return SceneFrames(scene=SCENE, frame_ids=[i for i, _ in numbered], items=items)
+        return frames
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Cut the image sequence into clips."""
@@ -126,7 +101,7 @@ class UrbanSynConverter(Converter):
         return self.window_clips([self.scene_frames()], clip_length, stride)
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """RGB and depth in metres (+inf sky, NaN invalid)."""
+        """RGB and depth in metres (+inf sky from the labels or beyond 10 km, NaN invalid)."""
         item: UrbanSynFrame = spec.items[index]
         raw = read_exr(item.depth)
         classes = read_classes(item.classes)
@@ -135,4 +110,8 @@ class UrbanSynConverter(Converter):
                 f"{item.classes} is {classes.shape} but {item.depth} is {raw.shape}: labels and "
                 "depth must have one size"
             )
-        return read_rgb(item.image), urbansyn_depth_to_metres(raw, classes)
+        depth_m = raw.astype(np.float64) * DEPTH_SCALE_M
+        sky = classes == SKY_CLASS
+        return read_rgb(item.image), metric_depth(
+            depth_m, sky=sky, sky_beyond_m=SKY_DEPTH_M, invalid=np.isinf(depth_m)
+        )

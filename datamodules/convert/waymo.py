@@ -24,16 +24,14 @@ are not part of this layout and are stored as null.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from datamodules.convert.base import ClipSpec, Converter, SceneFrames, register
+from datamodules.convert.base import ClipSpec, Converter, FrameFiles, SceneFrames, register
 from datamodules.convert.readers import read_npy, read_rgb
 
 IMAGES = Path("FRONT") / "rgb" / "original"
 DEPTHS = Path("FRONT") / "depth"
-VAL_SCENES = 8
 TEST_SEGMENTS = (
     "segment-10203656353524179475_7625_000_7645_000",
     "segment-1024360143612057520_3580_000_3600_000",
@@ -109,13 +107,6 @@ def splat_lidar_points(points: np.ndarray, height: int, width: int, source: Path
     return depth
 
 
-class WaymoFrame(NamedTuple):
-    """Paths of one Waymo front-camera frame and its LiDAR points."""
-
-    image: Path
-    depth: Path
-
-
 @register
 class WaymoConverter(Converter):
     """Waymo front camera with sparse LiDAR depth as evaluation clips (module docstring)."""
@@ -133,14 +124,7 @@ class WaymoConverter(Converter):
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        self.all_scenes = sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and (p / IMAGES).is_dir()
-        )
-        if not self.all_scenes:
-            raise self.layout_error(self.root / "segment-<id>" / IMAGES, "any segment with frames")
-        for scene in self.all_scenes:
-            if not (self.root / scene / DEPTHS).is_dir():
-                raise self.layout_error(self.root / scene / DEPTHS, f"the depth of '{scene}'")
+        self.all_scenes = self.scene_folders(self.root, IMAGES, (DEPTHS,))
 
     def scenes(self, split: str) -> list[str]:
         """Segment names of a split, sorted.
@@ -148,9 +132,8 @@ class WaymoConverter(Converter):
         Raises:
             FileNotFoundError: ``test`` is asked for and some of its 30 segments are missing.
         """
-        self.check_split(split)
-        if split == "val":
-            return self.all_scenes[:VAL_SCENES]
+        if split != "test":
+            return self.evaluation_scenes(split, self.all_scenes)
         missing = [name for name in TEST_SEGMENTS if name not in self.all_scenes]
         if missing:
             raise FileNotFoundError(
@@ -162,17 +145,8 @@ class WaymoConverter(Converter):
 
     def scene_frames(self, scene: str) -> SceneFrames:
         """Frames of a segment in frame-number order."""
-        folder = self.root / scene
-        numbered = sorted(
-            (int(path.stem), path.stem)
-            for path in (folder / IMAGES).iterdir()
-            if path.suffix == ".jpg" and path.stem.isdigit()
-        )
-        items = [
-            WaymoFrame(folder / IMAGES / f"{stem}.jpg", folder / DEPTHS / f"{stem}.npy")
-            for _, stem in numbered
-        ]
-        return SceneFrames(scene=scene, frame_ids=[i for i, _ in numbered], items=items)
+        images, depths = self.root / scene / IMAGES, self.root / scene / DEPTHS
+        return self.frame_files(scene, images, r"(\d+)\.jpg", depths, r"(\d+)\.npy")
 
     def list_clips(self, split: str, clip_length: int, stride: int = 1) -> list[ClipSpec]:
         """Cut every segment of ``split`` into clips."""
@@ -181,7 +155,7 @@ class WaymoConverter(Converter):
 
     def load_frame(self, spec: ClipSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Front-camera frame and sparse depth in metres (NaN where no LiDAR point)."""
-        item: WaymoFrame = spec.items[index]
+        item: FrameFiles = spec.items[index]
         rgb = read_rgb(item.image)
         points = read_npy(item.depth)
         return rgb, splat_lidar_points(points, rgb.shape[0], rgb.shape[1], item.depth)

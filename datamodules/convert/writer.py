@@ -17,14 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from datamodules.format import FORMAT_VERSION, ClipShardWriter
-
-if TYPE_CHECKING:  # base.py imports this module to re-export `convert`
-    from datamodules.convert.base import ClipSpec, Converter
+from datamodules.convert.base import ClipSpec, Converter
+from datamodules.format import FORMAT_VERSION
+from datamodules.shard_writer import ClipShardWriter
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from datamodules.convert import base
 from datamodules.convert.base import (
     ClipSpec,
     Converter,
+    FrameFiles,
     SceneFrames,
     frames_with_depth,
     get_converter,
-    metric_depth,
     numbered_files,
 )
 
@@ -207,15 +207,36 @@ def test_numbered_files_and_missing_depth_is_named(tmp_path: Path) -> None:
         numbered_files(tmp_path / "missing", r"(\d+)")
 
 
-def test_metric_depth_marks_sky_and_invalid() -> None:
-    raw = np.array([[2.5, 0.0, -1.0], [np.nan, np.inf, 1500.0], [70000.0, 3.0, 4.0]])
-    sky = np.zeros((3, 3), dtype=bool)
-    sky[2, 2] = True
-    depth = metric_depth(raw, sky=sky, sky_beyond_m=1000.0)
-    assert depth.dtype == np.float32
-    assert depth[0, 0] == 2.5 and depth[2, 1] == 3.0
-    assert np.isnan(depth[0, 1]) and np.isnan(depth[0, 2]) and np.isnan(depth[1, 0])
-    assert np.isposinf(depth[1, 1]) and np.isposinf(depth[1, 2]) and np.isposinf(depth[2, 2])
-    assert np.isposinf(depth[2, 0])
-    assert np.isposinf(metric_depth(np.array([70000.0]))[0])  # beyond float16: sky by default
-    assert metric_depth(np.array([1500.0]))[0] == 1500.0
+def test_scene_folders_evaluation_splits_and_paired_frame_files(toy: ToyConverter) -> None:
+    root = toy.root
+    for scene in ("b", "a", "c"):
+        for frame in (3, 1, 2):
+            for sub, name in (("rgb", f"{frame}.png"), ("depth", f"{frame}.npy")):
+                (root / scene / sub).mkdir(parents=True, exist_ok=True)
+                (root / scene / sub / name).touch()
+    assert toy.scene_folders(root, "rgb", ("depth",)) == ["a", "b", "c"]
+    frames = toy.frame_files("b", root / "b/rgb", r"(\d+)\.png", root / "b/depth", r"(\d+)\.npy")
+    assert frames.frame_ids == [1, 2, 3]
+    assert frames.items[1] == FrameFiles(root / "b/rgb/2.png", root / "b/depth/2.npy")
+    names = [f"s{i}" for i in range(10)]
+    assert toy.evaluation_scenes("train", names) == names
+    (root / "c/depth").rename(root / "c/moved")
+    with pytest.raises(FileNotFoundError, match="'depth' of scene 'c'") as error:
+        toy.scene_folders(root, "rgb", ("depth",))
+    assert str(root / "c" / "depth") in str(error.value) and "ROOT/scenes/" in str(error.value)
+    with pytest.raises(FileNotFoundError, match=r"any scene folder not found at .*<scene>/video"):
+        toy.scene_folders(root, "video")
+
+
+def test_split_folders_are_required_and_named(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "scenes").mkdir(parents=True)
+    toy = ToyConverter(tmp_path / "raw")
+    with pytest.raises(FileNotFoundError, match=r"no split folder \(train/, \.\.\.\)"):
+        toy.require_split_folders()
+    with pytest.raises(FileNotFoundError, match="the 'train' split folder not found"):
+        toy.split_folder("train")
+    with pytest.raises(ValueError, match="toy has no split 'val'"):
+        toy.split_folder("val")
+    (tmp_path / "raw" / "train").mkdir()
+    toy.require_split_folders()
+    assert toy.split_folder("train") == tmp_path / "raw" / "train"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.convert.base import convert
+from datamodules.convert.writer import convert
 from tests.convert.test_base import ToyConverter
 
 

@@ -47,6 +47,8 @@ def test_inspect_prints_counts_and_flags_decode_errors(
     assert main(["inspect", shard]) == 0
     out = capsys.readouterr().out
     assert "clips: 3   frames: 6" in out and "synthetic" in out and "28x42: 3" in out
+    assert main(["inspect", str(tmp_path)]) == 0  # a folder: every *.tar inside
+    assert "shards: 1   clips: 3   frames: 6" in capsys.readouterr().out
 
     broken = tmp_path / "broken.tar"
     broken.write_bytes(Path(shard).read_bytes()[:3000])
@@ -60,7 +62,7 @@ def test_inspect_prints_counts_and_flags_decode_errors(
         (["synth", "--out", "OUT"], "--num-clips"),
         (["synth", "--out", "OUT", "--num-clips", "two"], "invalid int value"),
         (["synth", "--out", "OUT", "--num-clips", "1", "--height", "3"], "height"),
-        (["inspect", "OUT/none-{000000..000001}.tar"], "no shard file"),
+        (["inspect", "OUT/none-{000000..000001}.tar"], "does not match existing shard files"),
         (["convert", "spring", "--out", "OUT"], "--root"),
         (["convert", "no_such_dataset", "--root", "OUT", "--out", "OUT"], "known converters"),
         (["frobnicate"], "invalid choice"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import time
 import types
 from pathlib import Path
 
@@ -15,13 +14,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.clips import ClipDataModule
-from datamodules.format import Clip, ClipShardWriter, encode_clip, make_key, make_meta
+from datamodules.format import Clip, make_key, make_meta
+from datamodules.shard_writer import ClipShardWriter, encode_clip
 from datamodules.shards import BadSampleWarning
 
 HEIGHT, WIDTH = 32, 48
 
 
-def _clip(dataset: str, scene: str, frames: int, start: int = 0) -> Clip:
+def grey_clip(dataset: str, scene: str, frames: int, start: int = 0) -> Clip:
     """Frame t is a uniform grey of value 10 * t; depth 2 m with a sky row and a NaN column."""
     ids = list(range(start, start + frames))
     grey = (10 * np.arange(frames, dtype=np.uint8))[:, None, None, None]
@@ -32,7 +32,7 @@ def _clip(dataset: str, scene: str, frames: int, start: int = 0) -> Clip:
     return Clip(make_key(dataset, scene, start), make_meta(dataset, scene, ids), images, depth)
 
 
-def _write_set(
+def write_set(
     folder: Path, dataset: str, clips_per_shard: list[int], frames: int = 12
 ) -> tuple[str, list[str]]:
     """Shards holding the given numbers of clips; returns (brace pattern, all keys)."""
@@ -41,24 +41,24 @@ def _write_set(
         pattern = str(folder / f"{dataset}-%06d.tar")
         with ClipShardWriter(pattern, count, start_shard=index) as writer:
             for clip_index in range(count):
-                clip = _clip(dataset, f"s{index}x{clip_index}", frames)
+                clip = grey_clip(dataset, f"s{index}x{clip_index}", frames)
                 writer.write(clip)
                 keys.append(clip.key)
     last = len(clips_per_shard) - 1
     return str(folder / f"{dataset}-{{000000..{last:06d}}}.tar"), keys
 
 
-def _loader_batches(loader: torch.utils.data.DataLoader) -> list[dict]:
+def loader_batches(loader: torch.utils.data.DataLoader) -> list[dict]:
     return list(loader)
 
 
-def _set_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int) -> None:
+def set_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int) -> None:
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
 
 
 def test_training_batch_follows_the_contract(tmp_path: Path) -> None:
-    pattern, keys = _write_set(tmp_path, "toy", [2, 2])
+    pattern, keys = write_set(tmp_path, "toy", [2, 2])
     dm = ClipDataModule(
         train_shards=pattern,
         clip_length=3,
@@ -92,8 +92,8 @@ def test_training_batch_follows_the_contract(tmp_path: Path) -> None:
 
 
 def test_windows_use_a_stride_from_the_list_and_mix_sets_by_weight(tmp_path: Path) -> None:
-    pattern_a, _ = _write_set(tmp_path, "seta", [2])
-    pattern_b, _ = _write_set(tmp_path, "setb", [2])
+    pattern_a, _ = write_set(tmp_path, "seta", [2])
+    pattern_b, _ = write_set(tmp_path, "setb", [2])
     dm = ClipDataModule(
         train_shards=[pattern_a, pattern_b],
         train_weights=[1.0, 0.0],
@@ -118,10 +118,10 @@ def test_windows_use_a_stride_from_the_list_and_mix_sets_by_weight(tmp_path: Pat
 def test_training_epoch_has_exact_length_and_ranks_draw_different_streams(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, num_workers: int
 ) -> None:
-    pattern, _ = _write_set(tmp_path, "toy", [2, 2, 2, 2])
+    pattern, _ = write_set(tmp_path, "toy", [2, 2, 2, 2])
     streams = {}
     for rank in (0, 1):
-        _set_rank(monkeypatch, rank, 2)
+        set_rank(monkeypatch, rank, 2)
         dm = ClipDataModule(
             train_shards=pattern,
             clip_length=2,
@@ -133,7 +133,7 @@ def test_training_epoch_has_exact_length_and_ranks_draw_different_streams(
         )
         dm.setup("fit")
         loader = dm.train_dataloader()
-        epochs = [_loader_batches(loader) for _ in range(2)]
+        epochs = [loader_batches(loader) for _ in range(2)]
         assert [len(batches) for batches in epochs] == [5, 5] == [len(loader)] * 2
         streams[rank] = [
             [(k, int(s)) for b in batches for k, s in zip(b["key"], b["start_frame"], strict=True)]
@@ -145,7 +145,7 @@ def test_training_epoch_has_exact_length_and_ranks_draw_different_streams(
 
 def test_training_stream_follows_the_trainers_epoch(tmp_path: Path) -> None:
     """A resumed run draws the stream of the epoch it resumes in, not the first epoch's."""
-    pattern, _ = _write_set(tmp_path, "toy", [2, 2, 2, 2])
+    pattern, _ = write_set(tmp_path, "toy", [2, 2, 2, 2])
 
     def loader(current_epoch: int | None) -> DataLoader:
         dm = ClipDataModule(
@@ -168,37 +168,9 @@ def test_training_stream_follows_the_trainers_epoch(tmp_path: Path) -> None:
         ]
 
     uninterrupted = loader(None)
-    third = windows([_loader_batches(uninterrupted) for _ in range(3)][2])  # epochs 0, 1, 2
-    assert windows(_loader_batches(loader(2))) == third
-    assert windows(_loader_batches(loader(0))) != third
-
-
-@pytest.mark.parametrize("world_size", [2, 3])
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_validation_sees_every_clip_once_and_ranks_stay_in_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world_size: int, num_workers: int
-) -> None:
-    pattern, keys = _write_set(tmp_path, "toy", [3, 1, 2, 1, 1, 2, 1], frames=2)
-    seen: list[str] = []
-    batches_per_rank, padding = [], 0
-    for rank in range(world_size):
-        _set_rank(monkeypatch, rank, world_size)
-        dm = ClipDataModule(
-            val_shards=pattern, eval_short_side=28, num_workers=num_workers, eval_batch_size=1
-        )
-        dm.setup("validate")
-        batches = _loader_batches(dm.val_dataloader())
-        batches_per_rank.append(len(batches))
-        for batch in batches:
-            if batch["is_padding"][0]:
-                padding += 1
-            else:
-                seen += batch["key"]
-            assert batch["image"].shape == (1, 2, 3, 28, 42)  # resize_shape(32, 48, 28)
-            assert batch["inverse_depth"].shape == (1, 2, HEIGHT, WIDTH)  # native depth
-    assert sorted(seen) == sorted(keys) and len(set(seen)) == len(seen)
-    assert len(set(batches_per_rank)) == 1
-    assert padding == world_size * batches_per_rank[0] - len(keys) > 0
+    third = windows([loader_batches(uninterrupted) for _ in range(3)][2])  # epochs 0, 1, 2
+    assert windows(loader_batches(loader(2))) == third
+    assert windows(loader_batches(loader(0))) != third
 
 
 def _truncate(shard: str) -> None:
@@ -206,7 +178,7 @@ def _truncate(shard: str) -> None:
     Path(shard).write_bytes(data[: len(data) // 2])
 
 
-def _write_without_depth(path: Path, good: Clip, bad: Clip) -> None:
+def write_without_depth(path: Path, good: Clip, bad: Clip) -> None:
     """A shard whose second sample lacks frame 1's depth."""
     with tarfile.open(path, "w") as archive:
         for clip, drop in ((good, None), (bad, "001.depth.npz")):
@@ -222,11 +194,11 @@ def _write_without_depth(path: Path, good: Clip, bad: Clip) -> None:
 def test_bad_shards_and_samples_are_skipped_counted_and_training_continues(
     tmp_path: Path,
 ) -> None:
-    pattern, keys = _write_set(tmp_path, "toy", [4])
+    pattern, keys = write_set(tmp_path, "toy", [4])
     pattern = str(tmp_path / "toy-000000.tar")
     _truncate(pattern)
     missing = tmp_path / "holes.tar"
-    _write_without_depth(missing, _clip("toy", "good", 6), _clip("toy", "bad", 6))
+    write_without_depth(missing, grey_clip("toy", "good", 6), grey_clip("toy", "bad", 6))
     dm = ClipDataModule(
         train_shards=[pattern, str(missing)],
         clip_length=3,
@@ -239,7 +211,7 @@ def test_bad_shards_and_samples_are_skipped_counted_and_training_continues(
     )
     dm.setup("fit")
     with pytest.warns(BadSampleWarning) as record:
-        batches = _loader_batches(dm.train_dataloader())
+        batches = loader_batches(dm.train_dataloader())
     assert len(batches) == 8
     messages = [str(w.message) for w in record]
     assert any(
@@ -251,41 +223,11 @@ def test_bad_shards_and_samples_are_skipped_counted_and_training_continues(
     assert "toy_bad_000000" not in {key for b in batches for key in b["key"]}
 
 
-def test_bad_validation_sample_is_skipped_and_replaced_by_padding(tmp_path: Path) -> None:
-    good, bad = _clip("toy", "good", 2), _clip("toy", "bad", 2)
-    _write_without_depth(tmp_path / "a.tar", good, bad)
-    _write_without_depth(tmp_path / "b.tar", _clip("toy", "other", 2), _clip("toy", "worse", 2))
-    dm = ClipDataModule(val_shards=str(tmp_path / "{a,b}.tar"), num_workers=0, eval_short_side=28)
-    dm.setup("validate")
-    with pytest.warns(BadSampleWarning) as record:
-        batches = _loader_batches(dm.val_dataloader())
-    messages = sorted(str(w.message) for w in record)
-    assert len(messages) == 2
-    assert "toy_bad_000000" in messages[0] and "a.tar" in messages[0]
-    assert "toy_worse_000000" in messages[1] and "b.tar" in messages[1]
-    assert len(batches) == 4  # 4 clips counted from the tar headers, 2 of them unreadable
-    assert [b["key"][0] for b in batches if not b["is_padding"][0]] == [
-        good.key,
-        "toy_other_000000",
-    ]
-    assert sum(int(b["skipped"].sum()) for b in batches) == 2
-
-
 def test_missing_pattern_raises_file_not_found_naming_it(tmp_path: Path) -> None:
     pattern = str(tmp_path / "nothing-{000000..000003}.tar")
     dm = ClipDataModule(train_shards=pattern)
     with pytest.raises(FileNotFoundError, match="nothing-"):
         dm.setup("fit")
-
-
-def test_too_few_eval_shards_raises_value_error_with_needed_count(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pattern, _ = _write_set(tmp_path, "toy", [2, 2, 2])
-    _set_rank(monkeypatch, 0, 2)
-    dm = ClipDataModule(val_shards=pattern, num_workers=2)
-    with pytest.raises(ValueError, match="at least 4 shards"):
-        dm.setup("validate")
 
 
 def test_argument_errors_name_the_argument() -> None:
@@ -317,9 +259,9 @@ def test_trainer_counts_skipped_samples_and_runs_validation(tmp_path: Path) -> N
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    good, bad = _clip("toy", "good", 6), _clip("toy", "bad", 6)
-    _write_without_depth(tmp_path / "train.tar", good, bad)
-    val_pattern, val_keys = _write_set(tmp_path, "val", [1, 2], frames=2)
+    good, bad = grey_clip("toy", "good", 6), grey_clip("toy", "bad", 6)
+    write_without_depth(tmp_path / "train.tar", good, bad)
+    val_pattern, val_keys = write_set(tmp_path, "val", [1, 2], frames=2)
     dm = ClipDataModule(
         train_shards=str(tmp_path / "train.tar"),
         val_shards=val_pattern,
@@ -342,51 +284,3 @@ def test_trainer_counts_skipped_samples_and_runs_validation(tmp_path: Path) -> N
     assert dm.skipped_samples >= 1
     assert sorted(probe.val_keys) == sorted(val_keys)
     assert json.loads(json.dumps(dict(dm.hparams)))["epoch_length"] == 4
-
-
-def _ddp_validation_worker(rank: int, world_size: int, pattern: str, port: int, out: str) -> None:
-    """One rank: a collective per validation batch, as sync_dist logging does."""
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
-    dm = ClipDataModule(val_shards=pattern, num_workers=1, eval_short_side=28)
-    dm.setup("validate")
-    keys = []
-    for batch in dm.val_dataloader():
-        step = torch.ones(())
-        dist.all_reduce(step)  # hangs if one rank runs out of batches first
-        keys += [
-            k for k, p in zip(batch["key"], batch["is_padding"].tolist(), strict=True) if not p
-        ]
-    gathered: list = [None] * world_size
-    dist.all_gather_object(gathered, keys)
-    if rank == 0:
-        Path(out).write_text(json.dumps(gathered))
-    dist.destroy_process_group()
-
-
-@pytest.mark.slow
-def test_real_ddp_validation_with_uneven_shards_does_not_hang(tmp_path: Path) -> None:
-    import socket
-
-    import torch.multiprocessing as mp
-
-    pattern, keys = _write_set(tmp_path, "toy", [3, 1, 1], frames=2)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    out = tmp_path / "keys.json"
-    context = mp.spawn(
-        _ddp_validation_worker, args=(2, pattern, port, str(out)), nprocs=2, join=False
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("DDP validation did not finish in 120 s: the ranks hang")
-    per_rank = json.loads(out.read_text())
-    seen = [key for rank_keys in per_rank for key in rank_keys]
-    assert sorted(seen) == sorted(keys) and len(set(seen)) == len(seen)

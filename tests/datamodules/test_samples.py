@@ -39,8 +39,7 @@ def test_collate_refuses_clips_of_different_length_naming_keys() -> None:
         collate_clips([_sample(2, "k0"), _sample(3, "k1")])
 
 
-def test_problem_maps_window_fields_back_to_stored_frames() -> None:
-    error = ShardFormatError("not a readable image", "s.tar", "k", "001.jpg")
-    assert describe_problem(error, frames=[4, 6, 8]) == "field '006.jpg': not a readable image"
-    assert describe_problem(error) == "field '001.jpg': not a readable image"
+def test_problem_names_the_field_but_not_shard_and_key_again() -> None:
+    error = ShardFormatError("not a readable image", "s.tar", "k", "006.jpg")
+    assert describe_problem(error) == "field '006.jpg': not a readable image"
     assert describe_problem(ShardFormatError("bad", "s.tar", "k")) == "bad"

@@ -13,8 +13,8 @@ import webdataset
 
 import datamodules.synthetic as synthetic
 from datamodules.format import decode_clip
-from datamodules.inspect import expand_shards
 from datamodules.raycast import GROUND_EXTENT_M, Box, Sphere, render_frame
+from datamodules.shards import expand_shards
 from datamodules.synthetic import (
     brace_pattern,
     ensure_synthetic_dataset,

@@ -1,9 +1,8 @@
-"""Tests for datamodules.train_stream: window cutting and the guards against endless loops."""
+"""Tests for datamodules.train_stream: window cutting, decoding and the endless-loop guards."""
 
 from __future__ import annotations
 
 import io
-import json
 import random
 import tarfile
 import warnings
@@ -13,7 +12,9 @@ import numpy as np
 import pytest
 
 from datamodules.augment import ClipAugment
-from datamodules.format import Clip, encode_clip, make_key, make_meta
+from datamodules.format import Clip, decode_clip, make_key, make_meta
+from datamodules.shard_writer import encode_clip
+from datamodules.shards import BadSampleWarning
 from datamodules.train_stream import TrainWindows
 
 
@@ -61,21 +62,28 @@ def test_windows_tile_the_clip_without_overlap_at_the_drawn_stride(tmp_path: Pat
     for seed in range(5):
         windows = stream._cut(raw, [2], random.Random(seed))
         assert len(windows) == 2  # span (3 - 1) * 2 + 1 = 5 frames: 12 // 5 windows
-        frames = [w["__frames__"] for w in windows]
-        assert all(f[1] - f[0] == f[2] - f[1] == 2 for f in frames)
+        frames = [w.frames for w in windows]
+        assert all(f[1] - f[0] == f[2] - f[1] == 2 and len(f) == 3 for f in frames)
         assert frames[0][-1] < frames[1][0] and frames[1][-1] <= 11
-        meta = json.loads(windows[0]["json"])
-        assert meta["frame_ids"] == [100 + 3 * t for t in frames[0]] and meta["stride"] == 6
-        assert sorted(k for k in windows[0] if not k.startswith("__")) == [
-            "000.depth.npz", "000.jpg", "001.depth.npz", "001.jpg", "002.depth.npz", "002.jpg",
-            "json",
-        ]  # fmt: skip
+        assert all(w.sample is raw for w in windows)  # still encoded: nothing copied
+        clip = decode_clip(windows[0].sample, frames=windows[0].frames)
+        assert clip.meta["frame_ids"] == [100 + 3 * t for t in frames[0]]
+        assert clip.meta["stride"] == 6 and clip.frames.shape[0] == clip.depth.shape[0] == 3
 
 
 def test_strides_too_long_for_the_clip_fall_back_to_those_that_fit(tmp_path: Path) -> None:
     stream = _stream(tmp_path / "unused.tar", clip_length=3, strides=[1, 4])
     windows = stream._cut(_raw_sample(6, "s.tar"), [1, 4], random.Random(0))
-    assert len(windows) == 2 and all(w["__frames__"][1] - w["__frames__"][0] == 1 for w in windows)
+    assert len(windows) == 2 and all(w.frames[1] - w.frames[0] == 1 for w in windows)
+
+
+def test_a_corrupt_frame_is_reported_with_its_field_in_the_shard(tmp_path: Path) -> None:
+    sample = _raw_sample(6, "holey.tar")
+    sample["004.jpg"] = b"not a jpeg"  # in the second window (stored frames 3, 4, 5)
+    shard = _write(tmp_path / "holey.tar", [sample])
+    with pytest.warns(BadSampleWarning, match=r"holey\.tar: field '004\.jpg': not a readable"):
+        samples = list(_stream(shard))
+    assert [s["start_frame"] for s in samples] == [100, 100]  # the first window, twice
 
 
 def test_a_set_without_any_usable_window_raises_instead_of_spinning(tmp_path: Path) -> None:

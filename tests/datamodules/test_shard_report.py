@@ -1,4 +1,4 @@
-"""Tests of shard inspection: exact counts, fractions and percentiles; errors are reported."""
+"""Tests of datamodules.shard_report: exact counts, fractions and percentiles; errors reported."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import webdataset
 
-from datamodules.format import Clip, ClipShardWriter, encode_clip, make_key, make_meta
-from datamodules.inspect import expand_shards, format_report, inspect_shards
+from datamodules.format import Clip, make_key, make_meta
+from datamodules.shard_report import format_report, inspect_shards
+from datamodules.shard_writer import ClipShardWriter, encode_clip
 
 
 def known_clip(dataset: str, index: int, nan: int, sky: int, shape=(2, 10, 12)) -> Clip:
@@ -104,14 +105,14 @@ def test_duplicate_keys_are_listed(shards: tuple[list[Clip], str]) -> None:
                                              "beta_scene2_000000"]  # fmt: skip
 
 
-def test_expand_shards_accepts_globs_and_rejects_missing_files(
+def test_shards_are_found_by_pattern_glob_or_folder_and_missing_ones_named(
     shards: tuple[list[Clip], str], tmp_path: Path
 ) -> None:
-    assert [Path(p).name for p in expand_shards(str(tmp_path / "mix-*.tar"))] == [
-        "mix-000000.tar",
-        "mix-000001.tar",
-    ]
+    for patterns in (shards[1], str(tmp_path / "mix-*.tar"), str(tmp_path)):
+        report = inspect_shards(patterns)
+        assert [Path(p).name for p in report.shards] == ["mix-000000.tar", "mix-000001.tar"]
+        assert report.total.clips == 3
     with pytest.raises(FileNotFoundError, match="mix-000002.tar"):
-        expand_shards(str(tmp_path / "mix-{000000..000002}.tar"))
-    with pytest.raises(FileNotFoundError, match="no shard file"):
-        expand_shards(str(tmp_path / "nothing-*.tar"))
+        inspect_shards(str(tmp_path / "mix-{000000..000002}.tar"))
+    with pytest.raises(FileNotFoundError, match="nothing matched"):
+        inspect_shards(str(tmp_path / "nothing-*.tar"))

@@ -1,9 +1,11 @@
 """Summarise clip shards before training on them: counts, resolutions, depth statistics, errors.
 
 ``flashdepth data inspect SHARDS...`` runs :func:`inspect_shards` and prints
-:func:`format_report`. Every clip is decoded with :func:`datamodules.format.decode_clip`, so a
-clean report means the training pipeline will read every sample. Decode errors and unreadable
-(e.g. truncated) shards are listed with shard, key and field; they never stop the inspection.
+:func:`format_report`. Shards are found by :func:`datamodules.shards.expand_shards` (brace
+patterns, globs, folders) and read by the pipeline's own tar reader; every clip is decoded with
+:func:`datamodules.format.decode_clip`, so a clean report means the training pipeline will read
+every sample. Decode errors and unreadable (e.g. truncated) shards are listed with shard, key
+and field; they never stop the inspection.
 
 Depth statistics are exact over the stored float16 values: each valid finite pixel is counted in
 a histogram of the 31 744 positive finite float16 values, so percentiles need no sampling and
@@ -13,19 +15,15 @@ smallest stored value with at least q % of the pixels at or below it).
 
 from __future__ import annotations
 
-import glob
-import tarfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import webdataset
-from braceexpand import braceexpand
 from tqdm import tqdm
 
 from datamodules.format import Clip, ShardFormatError, decode_clip
+from datamodules.shards import expand_shards, index_shard, read_samples
 
 _FLOAT16_INF_BITS = 0x7C00  # bit patterns below this (and above 0) are positive finite float16
 PERCENTILES = (1, 50, 99)
@@ -121,6 +119,10 @@ class InspectReport:
     errors: list[DecodeError] = field(default_factory=list)
     duplicate_keys: list[str] = field(default_factory=list)
 
+    def unreadable(self, shard: str, key: str, problem: str) -> None:
+        """Record a sample whose files could not be read."""
+        self.errors.append(DecodeError(shard, key, None, problem))
+
     @property
     def total(self) -> DatasetStats:
         """Statistics over all datasets."""
@@ -130,34 +132,11 @@ class InspectReport:
         return total
 
 
-def expand_shards(patterns: str | Iterable[str]) -> list[str]:
-    """Expand brace patterns (``a-{000000..000003}.tar``) and globs into existing shard paths.
-
-    Raises:
-        FileNotFoundError: Listing the patterns or paths that match no file.
-    """
-    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-    paths, missing = [], []
-    for pattern in patterns:
-        for path in braceexpand(pattern):
-            found = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
-            found = [p for p in found if Path(p).is_file()]
-            paths += found
-            missing += [] if found else [path]
-    if missing or not paths:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise FileNotFoundError(
-            f"no shard file at {shown or patterns}; give existing .tar files or brace patterns "
-            "such as 'out/synthetic-train-{000000..000002}.tar'"
-        )
-    return paths
-
-
 def inspect_shards(patterns: str | Iterable[str], progress: bool = False) -> InspectReport:
     """Decode every clip of the given shards and gather statistics per dataset.
 
     Args:
-        patterns: Shard paths, brace patterns or globs.
+        patterns: Shard paths, brace patterns, globs or folders.
         progress: Show a progress bar over shards.
 
     Raises:
@@ -166,26 +145,24 @@ def inspect_shards(patterns: str | Iterable[str], progress: bool = False) -> Ins
     """
     report = InspectReport(shards=expand_shards(patterns))
     seen: set[str] = set()
+
     for shard in tqdm(report.shards, desc="inspect", unit="shard", disable=not progress):
-        samples = webdataset.WebDataset(shard, shardshuffle=False, empty_check=False)
-        read = 0
-        try:
-            for sample in samples:
-                read += 1
-                try:
-                    clip = decode_clip(sample, shard)
-                except ShardFormatError as error:
-                    report.errors.append(DecodeError(shard, error.key, error.field, error.problem))
-                    continue
-                if clip.key in seen:
-                    report.duplicate_keys.append(clip.key)
-                seen.add(clip.key)
-                report.datasets.setdefault(clip.meta["dataset"], DatasetStats()).add(clip)
-        except (tarfile.TarError, OSError, ValueError) as error:
-            reason = str(error.args[0] if error.args else error).split(" @ ")[0]  # drop wrapping
-            report.errors.append(
-                DecodeError(shard, None, None, f"unreadable tar after {read} clip(s): {reason}")
-            )
+        entries = index_shard(shard)
+        intact = [entry for entry in entries if entry.damage is None]
+        for sample in read_samples(intact, report.unreadable):
+            try:
+                clip = decode_clip(sample)
+            except ShardFormatError as error:
+                report.errors.append(DecodeError(shard, error.key, error.field, error.problem))
+                continue
+            if clip.key in seen:
+                report.duplicate_keys.append(clip.key)
+            seen.add(clip.key)
+            report.datasets.setdefault(clip.meta["dataset"], DatasetStats()).add(clip)
+        if len(intact) < len(entries):  # the shard breaks off after its intact samples
+            reason = entries[-1].damage
+            message = f"unreadable tar after {len(intact)} clip(s): {reason}"
+            report.errors.append(DecodeError(shard, None, None, message))
     return report
 
 
@@ -216,8 +193,3 @@ def format_report(report: InspectReport) -> str:
         lines += ["", f"duplicate keys ({len(report.duplicate_keys)}):"]
         lines += [f"  {key}" for key in report.duplicate_keys[:20]]
     return "\n".join(lines)
-
-
-def print_report(report: InspectReport) -> None:
-    """Print :func:`format_report` to stdout."""
-    print(format_report(report))
