@@ -9,11 +9,17 @@ and the file's stem), ``start_frame`` (index of the chunk's first frame in the
 video), ``is_padding`` (False), and ``output_size`` (1, 2) = the native
 (height, width) the predictions are resized back to. Consecutive chunks have
 consecutive ``start_frame``, so the task carries the temporal state across them.
+
+A video that ends before the frame count its header states (a cut-short download, a
+damaged file) gives the frames it has, then an :class:`IncompleteVideoWarning` naming the
+file and both counts; :attr:`VideoDataModule.ended_early` keeps that message so that
+``flashdepth predict`` exits with a non-zero status.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +30,33 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
 from datamodules.network_input import network_frames
+
+
+class IncompleteVideoWarning(UserWarning):
+    """A video ended before the frame count of its header (or failed to decode midway)."""
+
+
+class VideoReadError(ValueError):
+    """A file that FFmpeg cannot open as a video."""
+
+
+def open_video(path: Path) -> av.container.InputContainer:
+    """Open ``path`` with PyAV, refusing a file that is not a video.
+
+    Raises:
+        VideoReadError: Naming the file, when FFmpeg cannot read it or it has no video stream.
+    """
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as error:
+        raise VideoReadError(
+            f"cannot decode video {path}: {error}. Give a file FFmpeg can read "
+            "(mp4/mov/mkv/avi...)."
+        ) from error
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(f"{path} holds no video stream; give a video file")
+    return container
 
 
 def video_scene_name(path: Path) -> str:
@@ -45,6 +78,7 @@ class VideoChunks(IterableDataset):
         self.short_side = short_side
         self.chunk_frames = chunk_frames
         self.scene = video_scene_name(path)
+        self.ended_early: str | None = None
 
     def _batch(self, frames: list[np.ndarray], start: int) -> dict:
         rgb = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
@@ -61,26 +95,42 @@ class VideoChunks(IterableDataset):
         }
 
     def __iter__(self) -> Iterator[dict]:
-        try:
-            container = av.open(str(self.path))
-        except av.error.FFmpegError as error:
-            raise ValueError(
-                f"cannot decode video {self.path}: {error}. Give a file FFmpeg can read "
-                "(mp4/mov/mkv/avi...)."
-            ) from error
-        with container:
+        self.ended_early = None
+        with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            expected = int(stream.frames or 0)  # 0: the header states no count
             frames: list[np.ndarray] = []
             start = 0
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == self.chunk_frames:
-                    yield self._batch(frames, start)
-                    start += len(frames)
-                    frames = []
+            failure = None
+            try:
+                for frame in container.decode(stream):
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) == self.chunk_frames:
+                        yield self._batch(frames, start)
+                        start += len(frames)
+                        frames = []
+            except av.error.FFmpegError as error:
+                failure = error
             if frames:
                 yield self._batch(frames, start)
+                start += len(frames)
+        self._check_complete(start, expected, failure)
+
+    def _check_complete(
+        self, decoded: int, expected: int, failure: av.error.FFmpegError | None
+    ) -> None:
+        """Warn (and remember) when fewer frames were decoded than the header states, or
+        decoding failed midway."""
+        if failure is None and decoded >= expected:
+            return
+        of = f" of the {expected} frames its header states" if expected else ""
+        why = f"decoding failed: {failure}" if failure else "truncated or damaged file"
+        self.ended_early = (
+            f"{self.path} ended after {decoded}{of} ({why}); depth covers those {decoded} "
+            "frames only"
+        )
+        warnings.warn(self.ended_early, IncompleteVideoWarning, stacklevel=2)
 
 
 class VideoDataModule(LightningDataModule):
@@ -103,13 +153,21 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.short_side = short_side
         self.chunk_frames = chunk_frames
+        self._chunks: VideoChunks | None = None
+
+    @property
+    def ended_early(self) -> str | None:
+        """Why the last prediction pass covered less than the whole video (``None``: it
+        covered every frame the header states, or the header states no count)."""
+        return self._chunks.ended_early if self._chunks is not None else None
 
     def setup(self, stage: str | None = None) -> None:
-        """Check that the video exists before anything runs."""
+        """Check that the video exists and FFmpeg can open it, before anything runs."""
         if not self.path.is_file():
             raise FileNotFoundError(f"video {self.path} does not exist; give --data.path FILE")
+        open_video(self.path).close()
 
     def predict_dataloader(self) -> DataLoader:
         """Chunks in order, decoded in the main process (a video is one sequential stream)."""
-        chunks = VideoChunks(self.path, self.short_side, self.chunk_frames)
-        return DataLoader(chunks, batch_size=None, num_workers=0)
+        self._chunks = VideoChunks(self.path, self.short_side, self.chunk_frames)
+        return DataLoader(self._chunks, batch_size=None, num_workers=0)

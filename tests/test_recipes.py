@@ -20,6 +20,14 @@ STAGES = ["stage1_s", "stage1_l"]
 OVERLAYS = ["temporal_gru", "temporal_none", "model_small", "model_large"]
 STAGE2_OVERLAYS = ["fusion_unet", "fusion_dagf", "fusion_blocks2", "teacher518"]
 EVALS = ["sintel", "eth3d", "waymo", "unrealstereo4k", "urbansyn"]
+#: Video Depth Anything's benchmarks: depth cap (m), stored frame size (H, W) and the network
+#: input at VDA's resolution (short side 518; 280 for KITTI's frames, wider than 16:9).
+VDA_EVALS = {
+    "kitti": (80.0, (375, 1242), (280, 938)),
+    "bonn": (10.0, (480, 640), (518, 700)),
+    "scannet": (10.0, (464, 618), (518, 700)),
+    "nyuv2": (10.0, (426, 560), (518, 686)),
+}
 #: The paper's test resolutions (H, W) and each dataset's native size.
 PAPER_RESOLUTIONS = {
     "eth3d": ((4032, 6048), (1274, 1918)),
@@ -61,7 +69,7 @@ def test_every_recipe_file_is_covered() -> None:
     found = {str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")}
     expected = {"quickstart", *STAGES, "stage2", *(f"ablations/{o}" for o in OVERLAYS)}
     expected |= {f"ablations/{o}" for o in STAGE2_OVERLAYS} | {"eval/model_full"}
-    assert found == expected | {f"eval/{e}" for e in EVALS}
+    assert found == expected | {f"eval/{e}" for e in [*EVALS, *VDA_EVALS]}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -118,6 +126,17 @@ def test_eval_recipes_use_the_flashdepth_protocol(name: str, capsys) -> None:
     native, paper = PAPER_RESOLUTIONS[name]
     size = resize_shape(*native, data["eval_short_side"], data["eval_long_side_max"])
     assert size == paper
+
+
+@pytest.mark.parametrize("name", VDA_EVALS)
+def test_vda_eval_recipes_use_the_vda_protocol(name: str, capsys) -> None:
+    config = printed_config(capsys, ["test", "-c", recipe(f"eval/{name}")])
+    task = config["model"]["init_args"]
+    cap, native, network = VDA_EVALS[name]
+    assert (task["metrics_protocol"], task["max_depth"]) == ("vda", cap)
+    data = config["data"]["init_args"]
+    assert data["test_shards"] == f"data/shards/{name}"
+    assert resize_shape(*native, data["eval_short_side"], data["eval_long_side_max"]) == network
 
 
 def test_stage2_recipe_holds_the_released_settings(capsys) -> None:
@@ -236,7 +255,7 @@ def test_stage_recipes_train_with_tiny_overrides(configs, temporal, cache, tmp_p
     assert math.isfinite(float(cli.trainer.callback_metrics["train/loss"]))
 
 
-@pytest.mark.parametrize("name", EVALS)
+@pytest.mark.parametrize("name", [*EVALS, *VDA_EVALS])
 def test_eval_recipes_test_given_weights(name: str, cache, tmp_path) -> None:
     weights = tmp_path / "flashdepth_s.pth"
     torch.save(create_model("flashdepth-s").state_dict(), weights)

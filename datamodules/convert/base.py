@@ -15,13 +15,13 @@ pairs numbered image and depth files into :class:`FrameFiles`), cuts them with
 :func:`datamodules.convert.units.pinhole_intrinsics`); ``load_frame`` returns
 :func:`~datamodules.convert.readers.read_rgb` and the depth through
 :func:`datamodules.convert.units.metric_depth`. Evaluation sets split their scenes with
-:meth:`Converter.evaluation_scenes`.
+:meth:`Converter.evaluation_scenes`. Every converter takes ``max_frames`` (``--option
+max_frames=N``, the papers' evaluation caps): each scene keeps its first N frames at the stride.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from datamodules.convert.readers import frames_with_depth, numbered_files
 from datamodules.format import MAX_FRAMES_PER_CLIP, Clip, make_key, make_meta
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,13 @@ class Converter(ABC):
 
     Args:
         root: Raw dataset folder.
+        max_frames: Keep at most this many frames of each scene, its first at the clip stride
+            (an int, or its digits from ``--option max_frames=N``); None keeps every frame.
 
     Raises:
         FileNotFoundError: ``root`` or one of ``required`` is missing; the message names it and
             shows the expected layout.
+        ValueError: ``max_frames`` is not a whole number >= 1.
     """
 
     name: ClassVar[str]
@@ -111,9 +115,15 @@ class Converter(ABC):
     layout: ClassVar[str]
     required: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, max_frames: int | str | None = None) -> None:
         self.root = Path(root)
         self.skipped_scenes: list[str] = []
+        if max_frames is not None and not (str(max_frames).isdecimal() and int(max_frames) >= 1):
+            raise ValueError(
+                f"{self.name}: max_frames must be a whole number of frames >= 1, e.g. --option "
+                f"max_frames=110 (leave it out to keep every frame), got {max_frames!r}"
+            )
+        self.max_frames = None if max_frames is None else int(max_frames)
         if not self.root.is_dir():
             raise self.layout_error(self.root, "the raw dataset folder")
         for relative in self.required:
@@ -238,6 +248,8 @@ class Converter(ABC):
         ``clip_length=0`` keeps each scene whole (every ``stride``-th frame), the mode for
         evaluation sets, whose metrics fit one scale and shift per video; scenes longer than
         the format's ``MAX_FRAMES_PER_CLIP`` continue in further clips of the same scene.
+        With ``max_frames`` set, each scene is first cut to its first ``(max_frames-1)*stride + 1``
+        frames (at most ``max_frames`` stored frames) and its clips record ``max_frames``.
 
         Args:
             scenes: Scenes in the order their clips should appear.
@@ -253,20 +265,23 @@ class Converter(ABC):
                 f"got {clip_length}, {stride}"
             )
         span = max(clip_length - 1, 0) * stride + 1
+        cap = None if self.max_frames is None else (self.max_frames - 1) * stride + 1
+        recorded = {} if self.max_frames is None else {"max_frames": self.max_frames}
         clips: list[ClipSpec] = []
         self.skipped_scenes = []
         for scene in scenes:
-            if len(scene.frame_ids) < span:
+            count = len(scene.frame_ids) if cap is None else min(len(scene.frame_ids), cap)
+            if count < span:
                 self.skipped_scenes.append(scene.scene)
                 continue
             if clip_length == 0:
-                every = list(range(0, len(scene.frame_ids), stride))
+                every = list(range(0, count, stride))
                 windows = [
                     every[i : i + MAX_FRAMES_PER_CLIP]
                     for i in range(0, len(every), MAX_FRAMES_PER_CLIP)
                 ]
             else:
-                starts = range(0, len(scene.frame_ids) - span + 1, clip_length * stride)
+                starts = range(0, count - span + 1, clip_length * stride)
                 windows = [list(range(start, start + span, stride)) for start in starts]
             for positions in windows:
                 clips.append(
@@ -276,7 +291,7 @@ class Converter(ABC):
                         frame_ids=[scene.frame_ids[p] for p in positions],
                         stride=stride,
                         items=[scene.items[p] for p in positions],
-                        extra=dict(scene.extra),
+                        extra={**scene.extra, **recorded},
                     )
                 )
         if self.skipped_scenes:
@@ -321,47 +336,6 @@ class Converter(ABC):
             frames=np.stack([rgb for rgb, _ in loaded]).astype(np.uint8),  # (T, H, W, 3)
             depth=np.stack([depth for _, depth in loaded]).astype(np.float32),  # (T, H, W) m
         )
-
-
-def numbered_files(folder: Path, pattern: str) -> dict[int, Path]:
-    """Files of ``folder`` whose name fully matches ``pattern``, by frame number.
-
-    Args:
-        folder: Folder to list (not recursive).
-        pattern: Regular expression whose first group is the frame number, e.g.
-            ``r"frame_left_(\\d+)\\.png"``.
-
-    Returns:
-        ``{frame number: path}`` sorted by frame number.
-
-    Raises:
-        FileNotFoundError: ``folder`` does not exist.
-    """
-    if not folder.is_dir():
-        raise FileNotFoundError(f"expected folder {folder} does not exist")
-    regex = re.compile(pattern)
-    found = {}
-    for path in folder.iterdir():
-        match = regex.fullmatch(path.name)
-        if match:
-            found[int(match.group(1))] = path
-    return dict(sorted(found.items()))
-
-
-def frames_with_depth(rgb: dict[int, Path], depth: dict[int, Path], scene: str) -> list[int]:
-    """Frame numbers of a scene, checking that every RGB frame has its depth file.
-
-    Raises:
-        FileNotFoundError: Some RGB frames have no depth; names the first missing ones.
-    """
-    missing = sorted(set(rgb) - set(depth))
-    if missing:
-        raise FileNotFoundError(
-            f"scene {scene}: {len(missing)} RGB frame(s) have no depth file (frames "
-            f"{missing[:5]}, e.g. for {rgb[missing[0]]}); the download is incomplete: "
-            "re-download or unpack the depth archive of this scene"
-        )
-    return sorted(rgb)
 
 
 CONVERTERS: dict[str, type[Converter]] = {}

@@ -25,6 +25,9 @@ calibration folder, ``intrinsics`` is null.
 Splits: ``test`` is every scene (13 in the training set); ``val`` is the first 8 scenes in sorted
 order (the validation subset of the reference code). Frames are the photos of a scene in
 ``DSC_`` number order: a multi-view set, not a video.
+
+Frame-count cap: FlashDepth scores the first 30 frames of each scene
+(``--option max_frames=30``; the default keeps every frame).
 """
 
 from __future__ import annotations
@@ -161,8 +164,8 @@ class Eth3dConverter(Converter):
         "ROOT/<scene>/dslr_calibration_jpg/{cameras,images}.txt  (optional)"
     )
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: str | Path, max_frames: int | str | None = None) -> None:
+        super().__init__(root, max_frames)
         self.all_scenes = self.scene_folders(self.root, IMAGES, (DEPTHS,))
 
     def scenes(self, split: str) -> list[str]:

@@ -9,6 +9,7 @@ values to metres is the job of each converter.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,44 @@ def read_hdf5(path: str | Path, key: str) -> np.ndarray:
         raise ValueError(
             f"cannot read {path} as HDF5 ({error}); the file may be truncated: re-download it"
         ) from error
+
+
+def numbered_files(folder: Path, pattern: str) -> dict[int, Path]:
+    """Files of ``folder`` whose name fully matches ``pattern``, by frame number.
+
+    Args:
+        folder: Folder to list (not recursive).
+        pattern: Regular expression whose first group is the frame number, e.g.
+            ``r"frame_left_(\\d+)\\.png"``.
+
+    Returns:
+        ``{frame number: path}`` sorted by frame number.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"expected folder {folder} does not exist")
+    regex = re.compile(pattern)
+    found = {}
+    for path in folder.iterdir():
+        match = regex.fullmatch(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def frames_with_depth(rgb: dict[int, Path], depth: dict[int, Path], scene: str) -> list[int]:
+    """Frame numbers of a scene, checking that every RGB frame has its depth file.
+
+    Raises:
+        FileNotFoundError: Some RGB frames have no depth; names the first missing ones.
+    """
+    missing = sorted(set(rgb) - set(depth))
+    if missing:
+        raise FileNotFoundError(
+            f"scene {scene}: {len(missing)} RGB frame(s) have no depth file (frames "
+            f"{missing[:5]}, e.g. for {rgb[missing[0]]}); the download is incomplete: "
+            "re-download or unpack the depth archive of this scene"
+        )
+    return sorted(rgb)

@@ -24,6 +24,9 @@ Splits: ``test`` is every scene (23 in the training set: the evaluation set of F
 ``val`` is the first 8 scenes in sorted order (the validation subset of the reference code).
 The reference evaluation reads the ``clean`` pass, which is the default here; pass
 ``render_pass="final"`` for the final pass.
+
+Frame-count cap: FlashDepth scores the first 50 frames of each scene
+(``--option max_frames=50``; the default keeps every frame).
 """
 
 from __future__ import annotations
@@ -131,8 +134,10 @@ class SintelConverter(Converter):
     )
     required = ("training/depth", "training/camdata_left")
 
-    def __init__(self, root: str | Path, render_pass: str = "clean") -> None:
-        super().__init__(root)
+    def __init__(
+        self, root: str | Path, render_pass: str = "clean", max_frames: int | str | None = None
+    ) -> None:
+        super().__init__(root, max_frames)
         if render_pass not in RENDER_PASSES:
             raise ValueError(
                 f"sintel: render_pass must be one of {RENDER_PASSES}, got {render_pass!r}"

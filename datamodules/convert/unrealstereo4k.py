@@ -22,6 +22,9 @@ is consistent with it.
 
 Splits: ``test`` is every scene (the reference evaluation uses them all). Intrinsics
 ``[fx, fy, cx, cy]`` come from the left camera file of each clip's first frame.
+
+Frame-count cap: FlashDepth scores the first 1000 frames of each scene
+(``--option max_frames=1000``; the default keeps every frame).
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ class UnrealStereo4kConverter(Converter):
         "ROOT/00000/Extrinsics1/00000.txt"
     )
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: str | Path, max_frames: int | str | None = None) -> None:
+        super().__init__(root, max_frames)
         self.all_scenes = self.scene_folders(self.root, "Image0", ("Disp0", *CAMERAS))
 
     def scene_frames(self, scene: str) -> SceneFrames:

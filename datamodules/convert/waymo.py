@@ -19,6 +19,9 @@ Splits: ``test`` is the 30 validation segments FlashDepth evaluates on (``TEST_S
 random sample fixed by the reference code; all must be under ROOT); ``val`` is the first 8
 segments under ROOT in sorted order (the validation subset of the reference code). Intrinsics
 are not part of this layout and are stored as null.
+
+Frame-count cap: FlashDepth scores the first 200 frames of each scene
+(``--option max_frames=200``; the default keeps every frame).
 """
 
 from __future__ import annotations
@@ -122,8 +125,8 @@ class WaymoConverter(Converter):
         "ROOT/segment-<id>/FRONT/depth/0.npy  ((N, 3) rows [x, y, depth m])"
     )
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
+    def __init__(self, root: str | Path, max_frames: int | str | None = None) -> None:
+        super().__init__(root, max_frames)
         self.all_scenes = self.scene_folders(self.root, IMAGES, (DEPTHS,))
 
     def scenes(self, split: str) -> list[str]:

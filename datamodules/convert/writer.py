@@ -4,8 +4,8 @@ Shard ``i`` holds clips ``[i*N, (i+1)*N)`` of the converter's deterministic clip
 written under a temporary name (``.tar.partial``) and renamed by the writer's ``post`` hook once
 all its clips are in, so an existing ``.tar`` is always complete and a re-run skips it; a
 leftover ``.tar.partial`` is simply written again. The configuration is recorded in
-``{name}-{split}.manifest.json``; a re-run with another configuration is refused unless
-``overwrite=True``.
+``{name}-{split}.manifest.json`` (with the converter's ``max_frames`` cap when it has one); a
+re-run with another configuration is refused unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,15 @@ log = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 """Suffix of a shard being written; removed (renamed) when the shard is complete."""
 
-MANIFEST_KEYS = ("converter", "split", "clip_length", "stride", "clips_per_shard", "num_clips")
+MANIFEST_KEYS = (
+    "converter",
+    "split",
+    "clip_length",
+    "stride",
+    "max_frames",
+    "clips_per_shard",
+    "num_clips",
+)
 """Manifest fields that must match for a re-run to resume instead of refusing."""
 
 
@@ -107,9 +115,9 @@ def _check_previous_run(out_dir: Path, config: dict[str, Any], overwrite: bool) 
             "replace this output or choose another output folder"
         ) from error
     changed = [
-        f"{key}: existing {previous.get(key)!r}, requested {config[key]!r}"
+        f"{key}: existing {previous.get(key)!r}, requested {config.get(key)!r}"
         for key in (*MANIFEST_KEYS, "format_version")
-        if previous.get(key) != config[key]
+        if previous.get(key) != config.get(key)
     ]
     if changed:
         raise FileExistsError(
@@ -206,6 +214,8 @@ def convert(
         "num_clips": len(specs),
         "format_version": FORMAT_VERSION,
     }
+    if converter.max_frames is not None:
+        config["max_frames"] = converter.max_frames
     _check_previous_run(out, config, overwrite)
     manifest = {**config, "root": str(converter.root), "units": converter.units}
     manifest_path = _manifest_path(out, converter.name, split)

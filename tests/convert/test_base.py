@@ -1,7 +1,9 @@
-"""Tests of the converter base: clip windows, clip loading, registry, layout errors, helpers."""
+"""Tests of the converter base: clip windows, frame caps, clip loading, registry, layout errors,
+helpers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 import datamodules.convert as convert_package
-from datamodules.convert import base
+from datamodules.convert import base, convert
 from datamodules.convert.base import (
     ClipSpec,
     Converter,
@@ -33,8 +35,10 @@ class ToyConverter(Converter):
     required: ClassVar[tuple[str, ...]] = ("scenes",)
     lengths: ClassVar[dict[str, int]] = {"a": 5, "b": 3, "c": 1}
 
-    def __init__(self, root: str | Path, fail_on: str | None = None) -> None:
-        super().__init__(root)
+    def __init__(
+        self, root: str | Path, fail_on: str | None = None, max_frames: int | str | None = None
+    ) -> None:
+        super().__init__(root, max_frames)
         self.loaded: list[str] = []
         self.fail_on = fail_on
 
@@ -119,6 +123,51 @@ def test_clip_length_zero_keeps_whole_scenes(toy: ToyConverter, monkeypatch) -> 
     ]
 
 
+def test_max_frames_keeps_the_first_frames_of_each_scene_at_the_stride(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "scenes").mkdir(parents=True)
+    toy = ToyConverter(tmp_path / "raw", max_frames="3")  # as --option max_frames=3 passes it
+
+    assert toy.max_frames == 3
+    whole = toy.list_clips("train", clip_length=0)
+    assert [(c.scene, c.frame_ids) for c in whole] == [
+        ("a", [10, 11, 12]),  # 5 frames, the first 3 kept
+        ("b", [10, 11, 12]),
+        ("c", [10]),
+    ]
+    assert all(c.extra["max_frames"] == 3 for c in whole)
+    strided = toy.list_clips("train", clip_length=0, stride=2)
+    assert [c.frame_ids for c in strided] == [[10, 12, 14], [10, 12], [10]]  # 3 stored frames
+    windows = toy.list_clips("train", clip_length=2)
+    assert [(c.scene, c.frame_ids) for c in windows] == [("a", [10, 11]), ("b", [10, 11])]
+    assert toy.skipped_scenes == ["c"]
+    clip = toy.load_clip(whole[0])
+    assert clip.meta["max_frames"] == 3 and clip.meta["frame_ids"] == [10, 11, 12]
+    assert "max_frames" not in ToyConverter(toy.root).list_clips("train", 0)[0].extra
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "2.5", "all", 0])
+def test_max_frames_that_is_not_a_positive_count_is_refused(tmp_path: Path, value) -> None:
+    (tmp_path / "raw" / "scenes").mkdir(parents=True)
+
+    with pytest.raises(ValueError, match=r"toy: max_frames must be a whole number.*>= 1"):
+        ToyConverter(tmp_path / "raw", max_frames=value)
+
+
+def test_manifest_records_the_frame_cap_and_a_new_cap_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "raw" / "scenes").mkdir(parents=True)
+    report = convert(
+        ToyConverter(tmp_path / "raw", max_frames=2), tmp_path / "out", "train", 0, progress=False
+    )
+    manifest = json.loads((tmp_path / "out" / "toy-train.manifest.json").read_text())
+
+    assert report.clips_written == 3 and manifest["max_frames"] == 2
+    with pytest.raises(FileExistsError, match="max_frames: existing 2, requested 4"):
+        convert(ToyConverter(tmp_path / "raw", max_frames=4), tmp_path / "out", "train", 0)
+    convert(ToyConverter(tmp_path / "raw"), tmp_path / "all", "train", 0, progress=False)
+    manifest = json.loads((tmp_path / "all" / "toy-train.manifest.json").read_text())
+    assert "max_frames" not in manifest and manifest["num_clips"] == 3
+
+
 def test_clip_key_and_loaded_clip(toy: ToyConverter) -> None:
     spec = toy.list_clips("train", clip_length=2)[1]
     assert spec.key == "toy_a_000012"
@@ -167,16 +216,17 @@ def test_missing_root_and_missing_subfolder_are_named(tmp_path: Path) -> None:
     assert "ROOT/scenes/" in str(error.value)
 
 
-def test_registry_holds_the_ten_converters_and_names_known_ones() -> None:
+def test_registry_holds_the_fourteen_converters_and_names_known_ones() -> None:
     names = set(convert_package.CONVERTERS)
     training = {"mvs_synth", "spring", "tartanair", "pointodyssey", "dynamic_replica"}
     evaluation = {"sintel", "eth3d", "waymo", "unrealstereo4k", "urbansyn"}
-    assert names == training | evaluation
+    video_depth_anything = {"kitti", "bonn", "scannet", "nyuv2"}
+    assert names == training | evaluation | video_depth_anything
     for name in names:
         cls = get_converter(name)
         assert cls.name == name and cls.units and cls.layout and cls.splits
-    with pytest.raises(ValueError, match="unknown converter 'kitti'; known converters: ") as error:
-        get_converter("kitti")
+    with pytest.raises(ValueError, match="unknown converter 'davis'; known converters: ") as error:
+        get_converter("davis")
     assert all(name in str(error.value) for name in names)
 
 
