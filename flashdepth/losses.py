@@ -42,14 +42,55 @@ def _scaled_target(target: Tensor, valid: Tensor) -> Tensor:
     return torch.where(valid, target.float() * INVERSE_DEPTH_SCALE, 0.0)
 
 
+def normal_equation_sums(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """The sums of the least-squares fit ``target ≈ scale * pred + shift`` of each row.
+
+    Sums of several parts of a problem add up to the sums of the whole (a video read a few
+    frames at a time); :func:`solve_scale_shift` solves them.
+
+    Args:
+        pred: (B, N) values to align (any units).
+        target: (B, N) values to align to; only entries under ``mask`` are read.
+        mask: (B, N) bool, the pixels that take part in the fit.
+
+    Returns:
+        (B, 5) float64: pixel count, Σpred, Σtarget, Σpred², Σpred·target over ``mask``.
+    """
+    _check_shapes(pred, target, mask)
+    m = mask.double()
+    p = torch.where(mask, pred.double(), 0.0)
+    g = torch.where(mask, target.double(), 0.0)
+    n = m.sum(dim=1)
+    sum_p, sum_g = p.sum(dim=1), g.sum(dim=1)
+    sum_pp, sum_pg = (p * p).sum(dim=1), (p * g).sum(dim=1)
+    return torch.stack([n, sum_p, sum_g, sum_pp, sum_pg], dim=-1)
+
+
+def solve_scale_shift(sums: Tensor) -> tuple[Tensor, Tensor]:
+    """Scale and shift from :func:`normal_equation_sums` ``(..., 5)``, in closed form.
+
+    A tiny Levenberg-style damping of the diagonal keeps degenerate rows finite: constant
+    prediction -> scale ≈ 0, shift ≈ mean target; no masked pixel -> scale 0, shift 0.
+
+    Returns:
+        ``(scale, shift)``, each ``(...)`` float64.
+    """
+    n, sum_p, sum_g, sum_pp, sum_pg = sums.unbind(dim=-1)
+    a = sum_pp * (1.0 + _RIDGE) + _ABSOLUTE_RIDGE
+    d = n * (1.0 + _RIDGE) + _ABSOLUTE_RIDGE
+    det = a * d - sum_p * sum_p
+    scale = (d * sum_pg - sum_p * sum_g) / det
+    shift = (a * sum_g - sum_p * sum_pg) / det
+    return scale, shift
+
+
 def fit_scale_shift(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Least-squares scale and shift per row: ``target ≈ scale * pred + shift`` over ``mask``.
 
-    Solves the 2x2 normal equations in closed form in float64, one problem per leading index,
-    with a tiny Levenberg-style damping of the diagonal so that a row whose masked prediction is
-    constant (or empty) gets a finite answer: constant prediction -> scale ≈ 0, shift ≈ mean
-    target; no masked pixel -> scale 0, shift 0. The fit is differentiable with respect to
-    ``pred`` (the scale-and-shift-invariant loss back-propagates through it).
+    Solves the 2x2 normal equations (:func:`normal_equation_sums`) in closed form in float64,
+    one problem per leading index (:func:`solve_scale_shift`, damped so that a row whose
+    masked prediction is constant or empty gets a finite answer). The fit is differentiable
+    with respect to ``pred`` (the scale-and-shift-invariant loss back-propagates through it).
 
     Args:
         pred: (B, N) values to align (any units).
@@ -59,19 +100,7 @@ def fit_scale_shift(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor,
     Returns:
         ``(scale, shift)``, each (B,) float64.
     """
-    _check_shapes(pred, target, mask)
-    m = mask.double()
-    p = torch.where(mask, pred.double(), 0.0)
-    g = torch.where(mask, target.double(), 0.0)
-    n = m.sum(dim=1)
-    sum_p, sum_g = p.sum(dim=1), g.sum(dim=1)
-    sum_pp, sum_pg = (p * p).sum(dim=1), (p * g).sum(dim=1)
-    a = sum_pp * (1.0 + _RIDGE) + _ABSOLUTE_RIDGE
-    d = n * (1.0 + _RIDGE) + _ABSOLUTE_RIDGE
-    det = a * d - sum_p * sum_p
-    scale = (d * sum_pg - sum_p * sum_g) / det
-    shift = (a * sum_g - sum_p * sum_pg) / det
-    return scale, shift
+    return solve_scale_shift(normal_equation_sums(pred, target, mask))
 
 
 def masked_l1_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:

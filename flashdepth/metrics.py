@@ -145,21 +145,25 @@ def _per_frame_sum_count(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(mask, values, 0.0).sum(dim=(-2, -1)), mask.sum(dim=(-2, -1))
 
 
-def abs_rel_delta1(video: AlignedVideo, per_frame: bool) -> dict[str, Tensor] | None:
-    """AbsRel and δ1 of one aligned video.
-
-    ``abs_rel = mean |d_pred - d_gt| / d_gt`` and ``delta1 = mean [max(d_pred/d_gt,
-    d_gt/d_pred) < 1.25]`` over the scored pixels, pooled over the whole video
-    (``per_frame=False``) or per frame then averaged over frames with a scored pixel.
+def abs_rel_delta1_sums(video: AlignedVideo) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-frame sums of AbsRel and δ1 over the scored pixels, and their count.
 
     Returns:
-        ``{"abs_rel", "delta1"}`` scalar tensors, or None if no pixel is scored.
+        ``(abs_rel_sum, delta1_sum, count)``, each (T,): Σ|d_pred - d_gt| / d_gt,
+        Σ[max(d_pred/d_gt, d_gt/d_pred) < 1.25] (float32) and the scored pixels (long).
     """
     pred, gt = video.pred_depth, video.gt_depth
     abs_rel = (pred - gt).abs() / gt
     inside = (torch.maximum(pred / gt, gt / pred) < DELTA1_THRESHOLD).float()
     abs_rel_sum, count = _per_frame_sum_count(abs_rel, video.valid)
     delta1_sum, _ = _per_frame_sum_count(inside, video.valid)
+    return abs_rel_sum, delta1_sum, count
+
+
+def reduce_abs_rel_delta1(
+    abs_rel_sum: Tensor, delta1_sum: Tensor, count: Tensor, per_frame: bool
+) -> dict[str, Tensor] | None:
+    """A video's AbsRel and δ1 from its :func:`abs_rel_delta1_sums` (see there)."""
     scored = count > 0
     if not bool(scored.any()):
         return None
@@ -170,6 +174,19 @@ def abs_rel_delta1(video: AlignedVideo, per_frame: bool) -> dict[str, Tensor] | 
         }
     total = count.sum()
     return {"abs_rel": abs_rel_sum.sum() / total, "delta1": delta1_sum.sum() / total}
+
+
+def abs_rel_delta1(video: AlignedVideo, per_frame: bool) -> dict[str, Tensor] | None:
+    """AbsRel and δ1 of one aligned video.
+
+    ``abs_rel = mean |d_pred - d_gt| / d_gt`` and ``delta1 = mean [max(d_pred/d_gt,
+    d_gt/d_pred) < 1.25]`` over the scored pixels, pooled over the whole video
+    (``per_frame=False``) or per frame then averaged over frames with a scored pixel.
+
+    Returns:
+        ``{"abs_rel", "delta1"}`` scalar tensors, or None if no pixel is scored.
+    """
+    return reduce_abs_rel_delta1(*abs_rel_delta1_sums(video), per_frame=per_frame)
 
 
 def _occlusion_ratios(depth: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

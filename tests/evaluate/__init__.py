@@ -1,0 +1,1 @@
+"""Tests of ``flashdepth evaluate`` (:mod:`flashdepth.evaluate`)."""
