@@ -41,6 +41,7 @@ import contextlib
 import os
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
@@ -495,13 +496,20 @@ def _resolution_argument(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``flashdepth benchmark``."""
+    """Entry point of ``flashdepth benchmark``; ``stream-io`` is
+    :mod:`flashdepth.inference.benchmark_io` (the whole ``flashdepth stream`` pipeline)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stream-io"]:
+        from flashdepth.inference.benchmark_io import main as stream_io_main
+
+        return stream_io_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="flashdepth benchmark",
         description=(
             "Per-frame latency of presets side by side (compare), streaming latency/memory "
-            "over a long stream (stream) and Mamba2 scan speed (scan); 'all' runs stream "
-            "and scan. Paper setting: compare --device cuda --dtype bf16 "
+            "over a long stream (stream), Mamba2 scan speed (scan) and the whole stream "
+            "pipeline vs the bare model (stream-io, `flashdepth benchmark stream-io -h`); "
+            "'all' runs stream and scan. Paper setting: compare --device cuda --dtype bf16 "
             "--resolution 2044x1148."
         ),
     )

@@ -20,6 +20,7 @@ _LAZY = {
     "FrameSource": "flashdepth.inference.frames",
     "VideoInfo": "flashdepth.inference.frames",
     "StreamingPredictor": "flashdepth.inference.predictor",
+    "ClipPredictor": "flashdepth.inference.clip_predictor",
     "open_source": "flashdepth.inference.sources",
     "SourceError": "flashdepth.inference.sources",
     "make_sinks": "flashdepth.inference.sinks",

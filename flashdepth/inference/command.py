@@ -15,20 +15,14 @@ the inputs one after the other (skipping finished ones, recording failures) and 
 closes the run: exit 0 when every input is done or skipped, 1 when one failed, 130 after
 Ctrl-C (rerun the same command to resume).
 
-How inputs expand: a video file is itself; a folder holding videos is those videos, sorted
-by name; a folder holding images is one image sequence; a folder holding neither but
-sub-folders of images is one sequence per sub-folder (a folder of shots); a quoted glob is
-the videos and folders it matches, or one image sequence when it matches images; ``%04d``
-patterns, camera devices (``/dev/video0``, ``0``) and URLs are passed as they are. A
-``--list-file`` holds one input per line (blank lines and ``#`` comments skipped; relative
-paths are relative to the list file's folder).
+How inputs expand is told in :mod:`flashdepth.inference.inputs`. With ``--devices N`` (and
+``--num-nodes M``) the inputs are shared out among ``N * M`` processes by Lightning Fabric,
+each video whole on one process (:mod:`flashdepth.inference.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import shlex
 import sys
 import tempfile
@@ -44,20 +38,14 @@ from torch import nn
 import flashdepth
 from flashdepth.checkpoints import CheckpointError
 from flashdepth.inference.batch import REPORT_FILE, STATUSES, BatchReport, BatchRunner
+from flashdepth.inference.inputs import UsageError, check_output_names, collect_inputs
 from flashdepth.inference.predictor import StreamingPredictor
 from flashdepth.inference.sinks import FORMATS, make_sinks
-from flashdepth.inference.sources import IMAGE_EXTENSIONS, STREAM_SCHEMES
 
-#: Files a folder or glob expands to as videos (anything FFmpeg reads can be named directly).
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".mpg", ".mpeg")
 #: Exit statuses.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Frame rates typed as decimals that mean the NTSC rates n * 1000/1001.
 _NTSC_TOLERANCE = 1e-3
-
-
-class UsageError(Exception):
-    """A problem with the command line, found before any video is streamed (exit 2)."""
 
 
 def parse_resolution(text: str) -> int | tuple[int, int] | None:
@@ -96,6 +84,7 @@ _INPUT_HELP = (
 )
 _RESOLUTION_HELP = "network input: short side in px, HxW, or 'input' (default: 518)"
 _FORMATS_HELP = f"comma-separated, from {','.join(FORMATS)} (default: exr,mp4)"
+_DEVICES_HELP = "processes per node, each streaming whole videos (Lightning Fabric; torchrun/SLURM)"
 
 
 def positive_int(text: str) -> int:
@@ -136,88 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames buffered (default: 8)",
     )
     add("--list-file", type=Path, metavar="FILE", help="more inputs, one per line")
+    add("--devices", type=positive_int, metavar="N", help=_DEVICES_HELP)
+    add("--num-nodes", type=positive_int, metavar="M", help="nodes of N processes (with --devices)")
+    add("--accelerator", choices=("auto", "cpu", "cuda"), help="with --devices (default: auto)")
+    add("--strategy", choices=("ddp", "ddp_spawn"), help="with --devices (default: ddp)")
     add("--no-progress", action="store_true", help="no progress bars")
     add("--debug", action="store_true", help="show tracebacks")
     return parser
-
-
-def _is_live(spec: str) -> bool:
-    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
-    return scheme in STREAM_SCHEMES or spec.isdigit() or spec.startswith("/dev/video")
-
-
-def _suffixed(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-
-
-def expand_input(spec: str) -> list[str]:
-    """The input(s) ``spec`` stands for (see the module docstring); raises :class:`UsageError`."""
-    path = Path(spec)
-    if _is_live(spec) or "%" in path.name or path.is_file():
-        return [spec]
-    if path.is_dir():
-        path = path.resolve() if path.name in ("", ".", "..") else path
-        if videos := _suffixed(path, VIDEO_EXTENSIONS):
-            return [str(video) for video in videos]
-        if _suffixed(path, IMAGE_EXTENSIONS):
-            return [str(path)]
-        shots = [p for p in sorted(path.iterdir()) if p.is_dir() and _suffixed(p, IMAGE_EXTENSIONS)]
-        if shots:
-            return [str(shot) for shot in shots]
-        raise UsageError(
-            f"folder {spec} holds no videos ({', '.join(VIDEO_EXTENSIONS)}), no images and no "
-            "folders of images; name the files to stream"
-        )
-    if glob.has_magic(spec):
-        matches = sorted(glob.glob(spec))
-        if not matches:
-            raise UsageError(f"no file matches {spec}; check the pattern")
-        if any(Path(match).suffix.lower() in IMAGE_EXTENSIONS for match in matches):
-            return [spec]
-        return [item for match in matches for item in expand_input(match)]
-    raise UsageError(
-        f"input {spec} does not exist; give a video, a folder, a pattern, a camera "
-        "(/dev/video0) or a URL"
-    )
-
-
-def collect_inputs(specs: list[str], list_file: Path | None) -> list[str]:
-    """Every input of the command line and the list file, expanded, first occurrence kept."""
-    if list_file is not None:
-        if not list_file.is_file():
-            raise UsageError(f"list file {list_file} does not exist")
-        for line in list_file.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                relative = not _is_live(line) and not Path(line).is_absolute()
-                specs = [*specs, str(list_file.parent / line) if relative else line]
-    if not specs:
-        raise UsageError("no input given; name videos, folders or cameras, or use --list-file")
-    inputs: dict[str, str] = {}
-    for spec in specs:
-        for item in expand_input(spec):
-            inputs.setdefault(os.path.abspath(item) if Path(item).exists() else item, item)
-    return list(inputs.values())
-
-
-def check_output_names(inputs: list[str], out: Path) -> None:
-    """Refuse two inputs that would write to one ``{out}/{name}`` folder (files and folders;
-    patterns, cameras and URLs are named when opened and checked then)."""
-    seen: dict[str, str] = {}
-    for spec in inputs:
-        path = Path(spec)
-        if path.is_dir():
-            name = path.name
-        elif path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
-            name = path.stem
-        else:
-            continue
-        if name in seen:
-            raise UsageError(
-                f"inputs {seen[name]} and {spec} would both write to {out / name}; rename "
-                "one, or run them with different --out folders"
-            )
-        seen[name] = spec
 
 
 def check_writable(out: Path) -> None:
@@ -325,8 +239,9 @@ def main(args: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def _stream(options: argparse.Namespace, argv: list[str], console: Console, errors: Console) -> int:
-    """Check everything, load the model, stream the inputs, summarise; return the status."""
+def check_command(options: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Everything that can be checked before a model is loaded; returns the formats and the
+    expanded inputs, or raises :class:`UsageError`."""
     if options.model not in flashdepth.list_models():
         raise UsageError(
             f"unknown model {options.model!r}; choose from {', '.join(flashdepth.list_models())}"
@@ -339,8 +254,20 @@ def _stream(options: argparse.Namespace, argv: list[str], console: Console, erro
     inputs = collect_inputs(options.inputs, options.list_file)
     check_output_names(inputs, options.out)
     check_writable(options.out)
-    device = resolve_device(options.device)
-    model = load_model(options.model, options.weights, errors)
+    return formats, inputs
+
+
+def build_runner(
+    options: argparse.Namespace,
+    argv: list[str],
+    formats: list[str],
+    device: str,
+    console: Console,
+    progress: bool,
+) -> BatchRunner:
+    """The model on ``device``, its predictor and the batch runner over it; ``console``
+    receives the warnings and the per-input lines."""
+    model = load_model(options.model, options.weights, console)
     try:
         predictor = StreamingPredictor(
             model,
@@ -352,33 +279,50 @@ def _stream(options: argparse.Namespace, argv: list[str], console: Console, erro
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
-    command = shlex.join(["flashdepth", "stream", *argv])
-    runner = BatchRunner(
+    return BatchRunner(
         predictor,
         options.out,
         formats,
         fps=options.fps,
         queue_size=options.queue_size,
         drop_frames=options.realtime,
-        console=errors,
-        progress=not options.no_progress,
+        console=console,
+        progress=progress,
         debug=options.debug,
         about={
-            "command": command,
+            "command": shlex.join(["flashdepth", "stream", *argv]),
             "model": options.model,
             "weights": options.weights,
             "predictor": predictor.describe(),
             "formats": formats,
         },
     )
-    report = runner.run(inputs)
+
+
+def finish(report: BatchReport, console: Console, errors: Console) -> int:
+    """Print the summary (and how to resume after Ctrl-C); return the exit status."""
     print_summary(report, console)
     if report.interrupted:
         errors.print(
             "Interrupted: the videos finished before are complete; the interrupted one is "
             "not (no units.json; its frame files so far are valid, its mp4s keep their "
-            ".partial.mp4 names). To resume, run the same command again:\n  " + escape(command),
+            ".partial.mp4 names). To resume, run the same command again:\n  "
+            + escape(str(report.about.get("command", ""))),
             soft_wrap=True,
             highlight=False,
         )
     return report.exit_code
+
+
+def _stream(options: argparse.Namespace, argv: list[str], console: Console, errors: Console) -> int:
+    """Check everything, load the model, stream the inputs, summarise; return the status."""
+    if options.devices is None and (options.num_nodes or options.accelerator or options.strategy):
+        raise UsageError("--num-nodes, --accelerator and --strategy go with --devices N")
+    formats, inputs = check_command(options)
+    if options.devices is not None:
+        from flashdepth.inference.distributed import stream_distributed  # Fabric: imported here
+
+        return stream_distributed(options, argv, formats, inputs)
+    device = resolve_device(options.device)
+    runner = build_runner(options, argv, formats, device, errors, not options.no_progress)
+    return finish(runner.run(inputs), console, errors)
