@@ -53,7 +53,7 @@ def test_compiled_step_equals_eager(name: str) -> None:
     torch._dynamo.reset()
     model = build(name)
     frames = torch.randn(3, 1, 3, H, W, generator=torch.Generator().manual_seed(1))
-    step = torch.compile(model.step, fullgraph=True, backend="aot_eager")
+    step = torch.compile(model.step, fullgraph=True, backend="aot_eager", dynamic=False)
     with torch.no_grad():
         eager_state = model.init_state(1, image_size=(H, W))
         compiled_state = model.init_state(1, image_size=(H, W))

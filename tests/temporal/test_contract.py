@@ -133,7 +133,7 @@ def test_compiled_step_gives_the_eager_output(name: str) -> None:
     if name in STATEFUL:
         state = module.step(torch.randn(2, DIM, 3, 5), state)[1]  # a non-zero state
     torch._dynamo.reset()
-    compiled = torch.compile(module.step, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(module.step, fullgraph=True, backend="aot_eager", dynamic=False)
     out, new_state = compiled(x, state)
     expected_out, expected_state = module.step(x, state)
     torch.testing.assert_close(out, expected_out)
@@ -145,7 +145,7 @@ def test_compiled_stream_keeps_one_graph_from_init_state(name: str) -> None:
     module = build(name)
     frames = torch.randn(3, 2, DIM, 3, 5)
     torch._dynamo.reset()
-    compiled = torch.compile(module.step, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(module.step, fullgraph=True, backend="aot_eager", dynamic=False)
     eager_state = compiled_state = module.init_state(2, (3, 5))
     with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
         for frame in frames:
