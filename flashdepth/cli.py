@@ -46,6 +46,8 @@ commands:
                                     (`flashdepth benchmark -h`)
   export                            the streaming step to TorchScript or ONNX
                                     (`flashdepth export -h`)
+  evaluate                          score any method's depth on evaluation shards, tables, plots
+                                    (`flashdepth evaluate -h`)
 """
 
 #: Commands dispatched before Lightning parses anything: name -> module with ``main(args)``.
@@ -54,6 +56,7 @@ _OWN_COMMANDS = {
     "data": "datamodules.cli",
     "benchmark": "flashdepth.benchmark",
     "export": "flashdepth.export",
+    "evaluate": "flashdepth.evaluate.command",
 }
 
 

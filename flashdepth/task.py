@@ -38,6 +38,7 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import LinearLR
 
 from flashdepth.checkpoints import load_weights, resolve_weights
+from flashdepth.inference.clip_predictor import ClipPredictor
 from flashdepth.losses import get_loss
 from flashdepth.metrics import VideoDepthMetrics
 from flashdepth.models.contract import GROUP_NAMES, StreamingDepthModel
@@ -123,7 +124,7 @@ class FlashDepthTask(LightningModule):
             )
         self.model: StreamingDepthModel = model
         self._weights_ready = False
-        self._stream: tuple[list[tuple[str, str, int]], Tensor] | None = None
+        self._clips = ClipPredictor(model)
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -234,7 +235,7 @@ class FlashDepthTask(LightningModule):
 
     def on_predict_start(self) -> None:
         self._prepare_weights("predict")
-        self._stream = None
+        self._clips.reset()
 
     def forward(self, clip: Tensor) -> Tensor:
         """Relative inverse depth ``(B, T, H, W)`` (×100 ≈ 100/m) of ImageNet-normalised
@@ -349,24 +350,12 @@ class FlashDepthTask(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def _carried_state(self, batch: dict[str, Any]) -> Tensor:
-        """The state to start this batch from: per row, the previous batch's final state
-        if the row continues the same video (same dataset and scene, and a first frame id one
-        clip length after the previous one), else fresh. Shards stored at a stride > 1 advance
-        frame ids faster, so their clips start fresh: state is never carried across a gap."""
-        fresh = self.fresh_state(batch["image"])
-        if self._stream is None:
-            return fresh
-        rows, previous = self._stream
-        chosen = []
-        for b in range(fresh.shape[0]):  # dim 0 of every state indexes the videos
-            here = (batch["dataset"][b], batch["scene"][b], int(batch["start_frame"][b]))
-            continues = b < len(rows) and rows[b] == here and previous[b].shape == fresh[b].shape
-            chosen.append(previous[b] if continues else fresh[b])
-        return torch.stack(chosen)
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """Stream a batch of clips, continuing the videos of the previous batch.
+        """Stream a batch of clips, each continuing its video where its previous clip ended.
+
+        The state is carried by :class:`~flashdepth.inference.clip_predictor.ClipPredictor`
+        (one :class:`~flashdepth.inference.StreamingPredictor` per video, as in
+        ``flashdepth stream``); padding clips are not run (their depth is zeros).
 
         Returns:
             The batch's identifiers and ``inverse_depth (B, T, H, W)`` float32 on the CPU,
@@ -374,13 +363,14 @@ class FlashDepthTask(LightningModule):
             (``inverse_depth`` of the batch), the ``output_size`` of the batch, or else the
             model's input resolution.
         """
-        prediction, state = self.stream(normalize(batch["image"]), self._carried_state(batch))
-        time = prediction.shape[1]
-        rows = [
-            (batch["dataset"][b], batch["scene"][b], int(batch["start_frame"][b]) + time)
-            for b in range(prediction.shape[0])
+        videos = [
+            None if bool(padding) else (dataset, scene)
+            for dataset, scene, padding in zip(
+                batch["dataset"], batch["scene"], batch["is_padding"], strict=True
+            )
         ]
-        self._stream = (rows, state)
+        starts = [int(start) for start in batch["start_frame"]]
+        prediction = self._clips(batch["image"], videos, starts)  # (B, T, h, w) on the CPU
         if "inverse_depth" in batch:
             size = batch["inverse_depth"].shape[-2:]
         elif "output_size" in batch:
@@ -388,5 +378,5 @@ class FlashDepthTask(LightningModule):
         else:
             size = prediction.shape[-2:]
         output = {k: batch[k] for k in ("key", "dataset", "scene", "start_frame", "is_padding")}
-        output["inverse_depth"] = self._resize(prediction, size).float().cpu()
+        output["inverse_depth"] = self._resize(prediction, size)
         return output

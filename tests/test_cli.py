@@ -100,12 +100,14 @@ def test_predict_from_checkpoint_writes_depth_per_frame(checkpoint, cache, tmp_p
     args = ["predict", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
     writer = "--trainer.callbacks+=flashdepth.inference.PredictionWriter"
     build_cli(args + [writer, f"--trainer.callbacks.output_dir={out}", f"--ckpt_path={checkpoint}"])
-    units = json.loads((out / "units.json").read_text())
-    assert units["dtype"] == "float16" and "100 / depth_in_metres" in units["scale"]
-    frames = sorted(out.glob("synthetic/*/*.npy"))
-    assert len(frames) == 2 * 4  # the two test videos, 4 frames each
+    units = [json.loads(path.read_text()) for path in sorted(out.glob("synthetic/*/units.json"))]
+    assert [u["video"]["frames"] for u in units] == [4, 4]  # the two test videos, 4 frames each
+    assert units[0]["formats"]["npy"]["dtype"] == "float32"
+    assert "100 / depth_in_metres" in units[0]["scale"]
+    frames = sorted(out.glob("synthetic/*/npy/*.npy"))
+    assert len(frames) == 2 * 4
     depth = np.load(frames[0])
-    assert depth.dtype == np.float16 and depth.shape == (42, 56)
+    assert depth.dtype == np.float32 and depth.shape == (42, 56)
     assert np.isfinite(depth).all() and (depth >= 0).all()
 
 
