@@ -30,17 +30,18 @@ def tiny_data(cache_dir: Path, clips: int = 4) -> list[str]:
     ]
 
 
-def tiny_trainer(root: Path) -> list[str]:
-    """CPU, full precision, no progress bar, outputs under ``root``."""
+def tiny_trainer(root: Path, recipe_callbacks: bool = False) -> list[str]:
+    """CPU, full precision, the run folder ``root``; no callbacks and no progress bar unless
+    ``recipe_callbacks`` keeps the recipe's (checkpoints, progress bar, media)."""
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.callbacks=[]"]
     return [
         "--trainer.accelerator=cpu",
         "--trainer.devices=1",
         "--trainer.num_nodes=1",
         "--trainer.strategy=auto",
         "--trainer.precision=32-true",
-        "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        "--trainer.callbacks=[]",
+        *([] if recipe_callbacks else quiet),
         f"--trainer.default_root_dir={root}",
     ]
 

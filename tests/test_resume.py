@@ -1,71 +1,104 @@
-"""Resuming with ``--ckpt_path`` continues the same run: step, optimiser, scheduler, weights.
+"""Ctrl-C during ``flashdepth fit`` and ``--ckpt_path last``: the run continues where it stopped.
 
-The data is a fixed list of clips per epoch, so an interrupted run and an uninterrupted one
-see the same batches when the interruption falls on an epoch boundary.
+The quickstart recipe runs as the README gives it, from a working folder, with tiny data: its
+run folder is ``runs/quickstart``. Ctrl-C is a real SIGINT sent to the test process during
+step 2, the last step of the first epoch (the training stream is seeded by epoch, so the
+data position is exact there); the run saves at the end of that epoch and stops as
+Lightning stops on Ctrl-C. The resumed run is the command the interrupted one printed; it
+must end at the step, weights and learning rates of an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
 
-from flashdepth.cli import build_cli
-from tests.cli_overrides import tiny_trainer
+from flashdepth.callbacks import save_atomically
+from flashdepth.cli import EXIT_INTERRUPTED, main
+from flashdepth.task import FlashDepthTask
+from tests.cli_overrides import tiny_data
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml")
+LAST = Path("runs/quickstart/checkpoints/last.ckpt")
 
 
-class FixedClips(LightningDataModule):
-    """The same ``batches`` random clips (42x56, 2 frames, batch 1) every epoch.
-
-    Args:
-        batches: Training batches per epoch.
-    """
-
-    def __init__(self, batches: int = 2) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(1)
-        self.batches = [
-            {
-                "image": torch.rand(1, 2, 3, 42, 56, generator=generator),
-                "inverse_depth": torch.rand(1, 2, 42, 56, generator=generator),
-                "valid": torch.ones(1, 2, 42, 56, dtype=torch.bool),
-            }
-            for _ in range(batches)
-        ]
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.batches, batch_size=None)
+@pytest.fixture
+def sigint_handler() -> Iterator[None]:
+    """Lightning ignores SIGINT after a KeyboardInterrupt; give pytest its handler back."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
 
 
-def run(root: Path, max_steps: int, *extra: str):
-    args = ["fit", "-c", QUICKSTART, *tiny_trainer(root), "--data=tests.test_resume.FixedClips"]
-    args += [f"--trainer.max_steps={max_steps}", "--trainer.limit_val_batches=0"]
-    args += ["--trainer.num_sanity_val_steps=0", "--model.warmup_steps=3", *extra]
-    return build_cli(args)
+def ctrl_c_in_step_2(task: FlashDepthTask, batch: dict, batch_idx: int) -> None:
+    """Ctrl-C (SIGINT to this process) as the second step starts."""
+    if task.trainer.global_step == 1:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_resume_from_last_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    straight = run(tmp_path / "straight", 4)
-    checkpoint = [
-        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
-        f"--trainer.callbacks.dirpath={tmp_path / 'ckpt'}",
-        "--trainer.callbacks.save_last=true",
-        "--trainer.callbacks.every_n_train_steps=1",
-    ]
-    first = run(tmp_path / "first", 2, *checkpoint)
-    assert first.trainer.global_step == 2
-    resumed = run(tmp_path / "resumed", 4, f"--ckpt_path={tmp_path / 'ckpt' / 'last.ckpt'}")
-    assert resumed.trainer.global_step == straight.trainer.global_step == 4
+def test_ctrl_c_saves_last_and_the_printed_command_resumes_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd, sigint_handler
+) -> None:
+    args = ["fit", "-c", QUICKSTART, *tiny_data(tmp_path / "cache")]
+    args += ["--trainer.max_steps=4", "--trainer.val_check_interval=2"]
+    args += ["--trainer.enable_model_summary=false"]
+    args += ["--model.warmup_steps=3"]
+    for folder in ("straight", "interrupted"):
+        (tmp_path / folder).mkdir()
 
-    expected = straight.model.state_dict()
-    for name, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
-    straight_lr = [g["lr"] for g in straight.trainer.optimizers[0].param_groups]
-    assert [g["lr"] for g in resumed.trainer.optimizers[0].param_groups] == straight_lr
+    monkeypatch.chdir(tmp_path / "straight")
+    assert main(args) == 0
+    straight = torch.load(LAST, map_location="cpu", weights_only=True)
+
+    monkeypatch.chdir(tmp_path / "interrupted")
+    with monkeypatch.context() as patch:
+        patch.setattr(FlashDepthTask, "on_train_batch_start", ctrl_c_in_step_2)
+        assert main(args) == EXIT_INTERRUPTED
+    captured = capfd.readouterr()
+    printed = captured.out
+    assert "Ctrl-C: saving last.ckpt after this step" in captured.err
+    # step 2 finished, then its validation and the epoch; the state is saved under the final
+    # name only (no temporary file is left)
+    assert sorted(p.name for p in LAST.parent.iterdir()) == ["best-step=2.ckpt", "last.ckpt"]
+    assert torch.load(LAST, map_location="cpu", weights_only=True)["global_step"] == 2
+    assert f"Interrupted at step 2: saved {LAST}" in printed  # relative to the working folder
+    command = printed.split("Resume with:\n", 1)[1].splitlines()[0].strip()
+    assert command == shlex.join(["flashdepth", *args, "--ckpt_path", "last"])
+
+    assert main(shlex.split(command)[1:]) == 0
+    resumed = torch.load(LAST, map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == straight["global_step"] == 4
+    for name, value in resumed["state_dict"].items():
+        expected = straight["state_dict"][name]
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6, msg=name)
+    straight_lr = [g["lr"] for g in straight["optimizer_states"][0]["param_groups"]]
+    assert [g["lr"] for g in resumed["optimizer_states"][0]["param_groups"]] == straight_lr
     # warm-up over: the quickstart's ViT learning rate (LinearLR multiplies factors: 1 ulp)
     assert straight_lr[0] == pytest.approx(5e-5, rel=1e-12)
+
+
+def test_a_save_that_fails_leaves_the_previous_last_checkpoint(tmp_path: Path) -> None:
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(b"step 1")
+
+    def dies_midway(path: Path) -> None:
+        Path(path).write_bytes(b"half of step 2")
+        raise KeyboardInterrupt
+
+    trainer = SimpleNamespace(is_global_zero=True, save_checkpoint=dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(trainer, last)
+    assert last.read_bytes() == b"step 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+    trainer.save_checkpoint = lambda path: Path(path).write_bytes(b"step 2")
+    assert save_atomically(trainer, last) == last
+    assert last.read_bytes() == b"step 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
