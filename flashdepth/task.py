@@ -47,6 +47,10 @@ from flashdepth.transforms import normalize, postprocess
 _MODEL_FROM_CONFIG: ContextVar[bool] = ContextVar("flashdepth_model_from_config", default=False)
 
 
+class MissingWeightsError(RuntimeError):
+    """Testing or predicting was asked of a model that has no trained weights."""
+
+
 @contextmanager
 def model_from_config() -> Iterator[None]:
     """Tell tasks built inside that their ``model`` comes from a config (class_path and
@@ -217,7 +221,7 @@ class FlashDepthTask(LightningModule):
             report = load_weights(self.model, resolve_weights(weights), strict=strict)
             self.print(f"init_weights: {report}")
         elif stage in ("test", "predict"):
-            raise RuntimeError(
+            raise MissingWeightsError(
                 f"refusing to {stage} a model with random weights: give trained weights with "
                 "--ckpt_path path/to/run.ckpt (a Lightning checkpoint of this task) or "
                 "--model.init_weights path/to/weights.pth (DAv2, released FlashDepth or ours)"
@@ -226,6 +230,9 @@ class FlashDepthTask(LightningModule):
 
     def on_fit_start(self) -> None:
         self._prepare_weights("fit")
+        # fresh metrics: a validate() before fit made their states inference-mode tensors,
+        # which fit's validation (run without inference mode) cannot update
+        self.configure_metrics()
 
     def on_validation_start(self) -> None:
         self._prepare_weights("validate")

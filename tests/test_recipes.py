@@ -165,13 +165,15 @@ def test_stage2_recipe_holds_the_released_settings(capsys) -> None:
         "bf16-mixed",
     )
     assert trainer["max_steps"] == 60000
-    # the stage-1 recipes write where stage 2 reads
+    # the stage-1 recipes write where stage 2 reads: the command line puts every
+    # ModelCheckpoint without a dirpath into <default_root_dir>/checkpoints (tests/test_resume.py)
     for stage in STAGES:
-        callbacks = printed_config(capsys, ["fit", "-c", recipe(stage)])["trainer"]["callbacks"]
-        dirpaths = [
-            c["init_args"].get("dirpath") for c in callbacks if "ModelCheckpoint" in c["class_path"]
-        ]
-        assert dirpaths == [f"runs/{stage}/checkpoints"]
+        trainer = printed_config(capsys, ["fit", "-c", recipe(stage)])["trainer"]
+        assert trainer["default_root_dir"] == f"runs/{stage}"
+        checkpoints = [c for c in trainer["callbacks"] if "ModelCheckpoint" in c["class_path"]]
+        assert [c["init_args"]["dirpath"] for c in checkpoints] == [None, None]
+        assert [c["init_args"]["save_last"] for c in checkpoints] == [True, None]
+        assert checkpoints[1]["init_args"]["monitor"] == "val/delta1"
 
 
 @pytest.mark.parametrize("overlay", STAGE2_OVERLAYS)
@@ -198,7 +200,9 @@ def test_stage2_overlays_change_only_their_part(overlay: str, capsys) -> None:
             k: v for k, v in base["model"]["init_args"]["model"]["init_args"].items() if k != key
         }
     assert both["data"] == base["data"]
+    # the overlay's own run folder, stage 2's callbacks (their checkpoints follow the folder)
     assert both["trainer"]["default_root_dir"] == f"runs/ablation_{overlay}"
+    assert both["trainer"]["callbacks"] == base["trainer"]["callbacks"]
 
 
 @pytest.mark.parametrize("overlay", [None, *STAGE2_OVERLAYS])
