@@ -1,4 +1,8 @@
-"""Every recipe and overlay parses to the paper's settings and trains/tests with tiny overrides."""
+"""Every recipe and overlay parses to the paper's settings and trains/tests with tiny overrides.
+
+Full recipes are ``recipes/*.yaml``; an overlay (``recipes/stage1_l.yaml``, ``recipes/ablations/``,
+``recipes/eval/``) holds only what differs from the recipe it is stacked on with a later ``-c``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from flashdepth.transforms import resize_shape
 from tests.cli_overrides import SMALL_MODEL, tiny_data, tiny_trainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-STAGES = ["stage1_s", "stage1_l"]
-OVERLAYS = ["temporal_gru", "temporal_none", "model_small", "model_large"]
+#: Stage 1 per model: the recipe and the overlays stacked on it.
+STAGES = {"stage1_s": ["stage1_s"], "stage1_l": ["stage1_s", "stage1_l"]}
+OVERLAYS = ["temporal_gru", "temporal_none"]
 STAGE2_OVERLAYS = ["fusion_unet", "fusion_dagf", "fusion_blocks2", "teacher518"]
 EVALS = ["sintel", "eth3d", "waymo", "unrealstereo4k", "urbansyn"]
 #: Video Depth Anything's benchmarks: depth cap (m), stored frame size (H, W) and the network
@@ -53,6 +58,16 @@ def recipe(name: str) -> str:
     return str(RECIPES / f"{name}.yaml")
 
 
+def stacked(*names: str) -> list[str]:
+    """``-c`` options for recipes and overlays, later ones overriding earlier ones."""
+    return [option for name in names for option in ("-c", recipe(name))]
+
+
+def evaluation(name: str) -> list[str]:
+    """The evaluation recipe with one dataset's overlay."""
+    return stacked("eval", f"eval/{name}")
+
+
 def printed_config(capsys: pytest.CaptureFixture, args: list[str]) -> dict:
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--print_config"])
@@ -67,14 +82,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_recipe_file_is_covered() -> None:
     found = {str(p.relative_to(RECIPES).with_suffix("")) for p in RECIPES.rglob("*.yaml")}
-    expected = {"quickstart", *STAGES, "stage2", *(f"ablations/{o}" for o in OVERLAYS)}
+    expected = {"quickstart", *STAGES, "stage2", "eval", *(f"ablations/{o}" for o in OVERLAYS)}
     expected |= {f"ablations/{o}" for o in STAGE2_OVERLAYS} | {"eval/model_full"}
     assert found == expected | {f"eval/{e}" for e in [*EVALS, *VDA_EVALS]}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_recipes_hold_the_paper_settings(stage: str, capsys) -> None:
-    config = printed_config(capsys, ["fit", "-c", recipe(stage)])
+    config = printed_config(capsys, ["fit", *stacked(*STAGES[stage])])
     task = config["model"]["init_args"]
     assert (task["lr_vit"], task["lr_dpt"], task["lr_temporal"], task["lr_fusion"]) == (
         5e-6,
@@ -98,27 +113,36 @@ def test_stage_recipes_hold_the_paper_settings(stage: str, capsys) -> None:
     )
 
 
+def test_stage1_l_changes_only_the_model_its_weights_and_the_run_folder(capsys) -> None:
+    small = printed_config(capsys, ["fit", *stacked(*STAGES["stage1_s"])])
+    large = printed_config(capsys, ["fit", *stacked(*STAGES["stage1_l"])])
+    model = large["model"]["init_args"]["model"]["init_args"]
+    assert (model["encoder"], model["stage"]) == ("vitl", 3)
+    temporal = model["temporal"]["init_args"]
+    assert (temporal["expand"], temporal["headdim"]) == (2, 64)
+    for config in (small, large):
+        del config["model"]["init_args"]["model"], config["model"]["init_args"]["init_weights"]
+        del config["trainer"]["default_root_dir"]
+    assert large == small
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("stage", STAGES)
 def test_overlays_change_only_their_part(stage: str, overlay: str, capsys) -> None:
-    base = printed_config(capsys, ["fit", "-c", recipe(stage)])
-    both = printed_config(
-        capsys, ["fit", "-c", recipe(stage), "-c", recipe(f"ablations/{overlay}")]
-    )
+    base = printed_config(capsys, ["fit", *stacked(*STAGES[stage])])
+    both = printed_config(capsys, ["fit", *stacked(*STAGES[stage], f"ablations/{overlay}")])
     model = both["model"]["init_args"]["model"]["init_args"]
     temporal = model["temporal"]["class_path"].rsplit(".", 1)[1]
     expected_temporal = {"temporal_gru": "GRUTemporal", "temporal_none": "IdentityTemporal"}
-    assert temporal == expected_temporal.get(overlay, "MambaTemporal")
-    if overlay.startswith("model_"):
-        assert model["encoder"] == ("vits" if overlay == "model_small" else "vitl")
-    else:
-        assert model["encoder"] == base["model"]["init_args"]["model"]["init_args"]["encoder"]
+    assert temporal == expected_temporal[overlay]
+    assert model["encoder"] == base["model"]["init_args"]["model"]["init_args"]["encoder"]
     assert both["data"] == base["data"]
+    assert both["trainer"]["default_root_dir"] == f"runs/ablation_{overlay}"
 
 
 @pytest.mark.parametrize("name", EVALS)
 def test_eval_recipes_use_the_flashdepth_protocol(name: str, capsys) -> None:
-    config = printed_config(capsys, ["test", "-c", recipe(f"eval/{name}")])
+    config = printed_config(capsys, ["test", *evaluation(name)])
     task = config["model"]["init_args"]
     assert (task["metrics_protocol"], task["max_depth"]) == ("flashdepth", 70.0)
     data = config["data"]["init_args"]
@@ -130,13 +154,54 @@ def test_eval_recipes_use_the_flashdepth_protocol(name: str, capsys) -> None:
 
 @pytest.mark.parametrize("name", VDA_EVALS)
 def test_vda_eval_recipes_use_the_vda_protocol(name: str, capsys) -> None:
-    config = printed_config(capsys, ["test", "-c", recipe(f"eval/{name}")])
+    config = printed_config(capsys, ["test", *evaluation(name)])
     task = config["model"]["init_args"]
     cap, native, network = VDA_EVALS[name]
     assert (task["metrics_protocol"], task["max_depth"]) == ("vda", cap)
     data = config["data"]["init_args"]
     assert data["test_shards"] == f"data/shards/{name}"
     assert resize_shape(*native, data["eval_short_side"], data["eval_long_side_max"]) == network
+
+
+#: What a dataset overlay may set on top of recipes/eval.yaml.
+DATASET_KEYS = {
+    "trainer": {"default_root_dir"},
+    "model": {"metrics_protocol", "max_depth"},
+    "data": {"test_shards", "eval_short_side", "eval_long_side_max"},
+}
+
+
+@pytest.mark.parametrize("name", [*EVALS, *VDA_EVALS])
+def test_eval_overlays_change_only_the_dataset_settings(name: str, capsys) -> None:
+    base = printed_config(capsys, ["test", "-c", recipe("eval")])
+    both = printed_config(capsys, ["test", *evaluation(name)])
+    assert both["trainer"]["default_root_dir"] == f"runs/eval_{name}"
+    for config in (base, both):
+        for group, keys in DATASET_KEYS.items():
+            settings = config[group] if group == "trainer" else config[group]["init_args"]
+            for key in keys:
+                del settings[key]
+    assert both == base
+
+
+@pytest.mark.parametrize(
+    ("model_overlay", "model_class", "encoder"),
+    [
+        ("stage1_l", "flashdepth.models.flashdepth.FlashDepth", "vitl"),
+        ("eval/model_full", "flashdepth.models.hybrid.FlashDepthHybrid", "vits"),
+    ],
+)
+def test_model_overlays_stack_before_a_dataset_overlay(
+    model_overlay: str, model_class: str, encoder: str, capsys
+) -> None:
+    config = printed_config(
+        capsys, ["test", *stacked("eval", model_overlay, "eval/sintel"), "--model.init_weights=w"]
+    )
+    model = config["model"]["init_args"]["model"]
+    assert (model["class_path"], model["init_args"]["encoder"]) == (model_class, encoder)
+    assert config["model"]["init_args"]["init_weights"] == "w"
+    assert config["trainer"]["default_root_dir"] == "runs/eval_sintel"
+    assert config["data"]["init_args"]["test_shards"] == "data/shards/sintel"
 
 
 def test_stage2_recipe_holds_the_released_settings(capsys) -> None:
@@ -167,8 +232,8 @@ def test_stage2_recipe_holds_the_released_settings(capsys) -> None:
     assert trainer["max_steps"] == 60000
     # the stage-1 recipes write where stage 2 reads: the command line puts every
     # ModelCheckpoint without a dirpath into <default_root_dir>/checkpoints (tests/test_resume.py)
-    for stage in STAGES:
-        trainer = printed_config(capsys, ["fit", "-c", recipe(stage)])["trainer"]
+    for stage, recipes in STAGES.items():
+        trainer = printed_config(capsys, ["fit", *stacked(*recipes)])["trainer"]
         assert trainer["default_root_dir"] == f"runs/{stage}"
         checkpoints = [c for c in trainer["callbacks"] if "ModelCheckpoint" in c["class_path"]]
         assert [c["init_args"]["dirpath"] for c in checkpoints] == [None, None]
@@ -238,20 +303,16 @@ def test_stage2_recipes_train_with_tiny_overrides(overlay, cache, tmp_path) -> N
     ("configs", "temporal"),
     [
         (["stage1_s"], MambaTemporal),
-        (["stage1_l"], MambaTemporal),
+        (["stage1_s", "stage1_l"], MambaTemporal),
         (["stage1_s", "ablations/temporal_gru"], GRUTemporal),
         (["stage1_s", "ablations/temporal_none"], IdentityTemporal),
-        (["stage1_l", "ablations/model_small"], MambaTemporal),
-        (["stage1_s", "ablations/model_large"], MambaTemporal),
+        (["stage1_s", "stage1_l", "ablations/temporal_gru"], GRUTemporal),
     ],
 )
 def test_stage_recipes_train_with_tiny_overrides(configs, temporal, cache, tmp_path) -> None:
-    small = SMALL_MODEL if "stage1_l" in configs or "ablations/model_large" in configs else []
-    if configs[-1] == "ablations/model_large":
-        small = [*small, "--model.model.init_args.temporal.init_args.expand=4"]
-    args = [a for c in configs for a in ("-c", recipe(c))]
+    small = SMALL_MODEL if "stage1_l" in configs else []
     cli = build_cli(
-        ["fit", *args, *tiny_data(cache), *tiny_trainer(tmp_path), *small]
+        ["fit", *stacked(*configs), *tiny_data(cache), *tiny_trainer(tmp_path), *small]
         + ["--model.init_weights=null", "--trainer.fast_dev_run=1"]
     )
     assert cli.trainer.global_step == 1
@@ -264,7 +325,7 @@ def test_eval_recipes_test_given_weights(name: str, cache, tmp_path) -> None:
     weights = tmp_path / "flashdepth_s.pth"
     torch.save(create_model("flashdepth-s").state_dict(), weights)
     cli = build_cli(
-        ["test", "-c", recipe(f"eval/{name}"), *tiny_data(cache), *tiny_trainer(tmp_path)]
+        ["test", *evaluation(name), *tiny_data(cache), *tiny_trainer(tmp_path)]
         + [f"--model.init_weights={weights}"]
     )
     metrics = cli.trainer.callback_metrics
