@@ -27,6 +27,7 @@ _EPILOG = "Depth in shards is in metres (+inf sky, NaN invalid); see the README 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``flashdepth data``."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth data",
         description="Make, convert, inspect and benchmark clip shards (WebDataset tar files).",
         epilog=_EPILOG,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = commands.add_parser(
         "synth",
+        allow_abbrev=False,
         help="render synthetic clips with exact depth into shards",
         description="Render procedural scenes (textured ground, walls, boxes, spheres, moving "
         "camera and objects, sky) with exact z-depth in metres into shards "
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser(
         "convert",
+        allow_abbrev=False,
         help="convert a raw dataset folder into shards",
         description="Convert one split of a raw dataset into shards DIR/NAME-SPLIT-NNNNNN.tar. "
         "Resumable: re-running the same command keeps complete shards.",
@@ -99,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect_command = commands.add_parser(
         "inspect",
+        allow_abbrev=False,
         help="print clip counts, resolutions, depth statistics and decode errors",
         description="Decode every clip and print per dataset: clips, frames, resolutions, "
         "depth min/p1/p50/p99/max in metres over valid finite pixels, invalid (NaN) and sky "
@@ -176,7 +180,7 @@ def _convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if missing:
         raise ValueError(f"convert needs {', '.join(missing)} (or --list); see --help")
     converter_class = get_converter(args.name)
-    options = _parse_options(args.option, converter_class)
+    options = parse_options(args.option, converter_class)
     converter = converter_class(args.root, **options)
     report = convert(
         converter,
@@ -192,7 +196,7 @@ def _convert(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _parse_options(pairs: list[str], converter_class: type) -> dict[str, str]:
+def parse_options(pairs: list[str], converter_class: type) -> dict[str, str]:
     """``KEY=VALUE`` pairs → keyword arguments the converter's constructor accepts."""
     accepted = [
         name

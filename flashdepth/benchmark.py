@@ -504,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return stream_io_main(argv[1:])
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth benchmark",
         description=(
             "Per-frame latency of presets side by side (compare), streaming latency/memory "

@@ -7,7 +7,8 @@ LightningDataModule, configured by YAML recipes with fully qualified class paths
     flashdepth fit --config recipes/quickstart.yaml
     flashdepth fit -c recipes/quickstart.yaml --ckpt_path last      # resume after Ctrl-C
     flashdepth fit -c recipes/stage1_s.yaml -c recipes/ablations/temporal_gru.yaml
-    flashdepth test -c recipes/eval/sintel.yaml --ckpt_path runs/stage1_s/checkpoints/last.ckpt
+    flashdepth test -c recipes/eval.yaml -c recipes/eval/sintel.yaml \\
+        --ckpt_path runs/stage1_s/checkpoints/last.ckpt
 
 **Run folders.** ``trainer.default_root_dir`` (``runs/<recipe>`` in every recipe) is the run
 folder: checkpoints go to ``checkpoints/`` (every ``ModelCheckpoint`` that names no
@@ -107,11 +108,12 @@ _COMMANDS = {
         "the weights: a checkpoint written by flashdepth fit",
     ),
     "test": (
-        "Evaluate a model on a recipe's test data (recipes/eval/*.yaml for the benchmarks).",
-        "flashdepth test -c recipes/eval/sintel.yaml \\\n"
+        "Evaluate a model on a recipe's test data (recipes/eval.yaml + a recipes/eval/<dataset>"
+        ".yaml overlay for the benchmarks).",
+        "flashdepth test -c recipes/eval.yaml -c recipes/eval/sintel.yaml \\\n"
         "    --ckpt_path runs/stage1_s/checkpoints/last.ckpt\n"
-        "flashdepth test -c recipes/eval/sintel.yaml --model.init_weights "
-        "checkpoints/flashdepth-s.pth",
+        "flashdepth test -c recipes/eval.yaml -c recipes/eval/sintel.yaml "
+        "--model.init_weights flashdepth-s",
         "the weights: a checkpoint written by flashdepth fit",
     ),
     "predict": (

@@ -364,6 +364,7 @@ def main(args: list[str] | None = None) -> int:
     from flashdepth.models.registry import create_model, list_models
 
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth export",
         description="Export a model's streaming step (frame, state) -> (inverse_depth, "
         "next_state) at a fixed network input size; --check (default) compares it with eager "

@@ -98,6 +98,7 @@ def _for_method(values: list[tuple[str | None, object]], method: str, default: o
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``flashdepth evaluate``."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth evaluate",
         description=_DESCRIPTION,
         epilog=_EPILOG,

@@ -257,6 +257,7 @@ def video_size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``flashdepth benchmark stream-io``."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth benchmark stream-io",
         description="End-to-end frames/s of the stream pipeline against the bare model, and "
         "host memory of a long stream against preloading the whole video.",

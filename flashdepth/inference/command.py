@@ -97,6 +97,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``flashdepth stream``."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="flashdepth stream",
         description="Depth of videos, image sequences and cameras, streamed frame by frame "
         "(constant memory). Finished outputs are skipped, so rerunning resumes.",
