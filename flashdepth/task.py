@@ -3,7 +3,7 @@
 ``FlashDepthTask`` is thin: the network is an injected ``nn.Module`` (YAML
 ``class_path``/``init_args``), the loss comes from :mod:`flashdepth.losses` and
 the metrics from :mod:`flashdepth.metrics`. What the task adds is the training
-recipe of the paper (DESIGN.md §4):
+recipe of the paper (Section 4 and the released training code's settings):
 
 * parameter groups with their own learning rates, as the model names them
   (``parameter_groups()``: ``vit``, ``dpt``, ``temporal``, ``fusion``; frozen parts such

@@ -1,4 +1,4 @@
-"""Key/shape tables of the official checkpoints, written from DESIGN.md's facts alone.
+"""Key/shape tables of the official checkpoints, written from the published layouts alone.
 
 These tables are built without the zoo's model code so that loading them proves
 the zoo matches the released layouts (DAv2 ``.pth`` and FlashDepth ``{'model': ...}``).
