@@ -5,14 +5,18 @@ depth in metres with a sky band and scattered invalid pixels), then measures on 
 
 * bare decoding: every frame's JPEG (PIL, as the shard decoder does) and ``.depth.npz``
   (:func:`datamodules.format.decode_depth`), nothing else;
-* the full training pipeline of :class:`~datamodules.clips.ClipDataModule` loading in the
-  main process (= one DataLoader worker): tar reading, window cutting, shuffle buffer, decoding
-  of the window's frames, depth to inverse depth, augmentation (crop, flip, colour jitter) and
-  collation,
+* the worker side of the training pipeline of :class:`~datamodules.clips.ClipDataModule`,
+  loading in this process with one thread, as one DataLoader worker does: tar reading, window
+  cutting, shuffle buffer, decoding of the window's frames, augmentation (crop, flip, colour
+  parameters drawn) and collation of uint8 frames and float16 depth;
+* the accelerator side: :func:`~datamodules.samples.finish_batch` on a training batch (uint8 to
+  float, each clip's colour change, depth to inverse depth and validity), on the CPU with one
+  thread and on CUDA when there is a GPU, in milliseconds per frame.
 
-and prints both rates (frames per second, the best of a few alternating rounds) and their
-ratio. The training rate divided into the
-GPU's frames/s says how many DataLoader workers a GPU needs. Run it with
+Each rate is the best of a few alternating rounds, by the wall clock and by this process's CPU
+time (which other processes on a shared machine do not inflate); the spread over the rounds is
+printed too. The training rate divided into the GPU's frames/s says how many DataLoader workers
+a GPU needs. Run it with
 ``python -m datamodules.benchmark [--height 1080 --width 1920 --crop 518 518 --seconds 10]``.
 """
 
@@ -22,7 +26,7 @@ import argparse
 import io
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import cycle
 from pathlib import Path
 
@@ -40,6 +44,7 @@ from datamodules.format import (
     make_meta,
     read_meta,
 )
+from datamodules.samples import finish_batch
 from datamodules.shard_writer import ClipShardWriter
 from datamodules.shards import SkipCounter, read_shard
 
@@ -93,12 +98,11 @@ def bare_decoder(shards: list[str]) -> Callable[[], int]:
     return step
 
 
-def training_loader(
+def training_batches(
     folder: str, crop: tuple[int, int], clip_length: int, batch_size: int
-) -> Callable[[], int]:
-    """A step that takes the next batch of ClipDataModule's training loader over the shards in
-    ``folder``, loading in this process; the first batch (filling the shuffle buffer) is taken
-    here, outside the timing."""
+) -> Iterator[dict]:
+    """ClipDataModule's training batches over the shards in ``folder``, loaded in this process
+    (as the workers ship them: uint8 frames, float16 depth)."""
     dm = ClipDataModule(
         train_shards=folder,
         clip_length=clip_length,
@@ -109,8 +113,11 @@ def training_loader(
         epoch_length=1_000_000,
     )
     dm.setup("fit")
-    batches = iter(dm.train_dataloader())
-    next(batches)
+    return iter(dm.train_dataloader())
+
+
+def batch_step(batches: Iterator[dict]) -> Callable[[], int]:
+    """A step that takes the next batch and returns its frame count."""
 
     def step() -> int:
         image = next(batches)["image"]  # (B, T, 3, H, W)
@@ -119,17 +126,40 @@ def training_loader(
     return step
 
 
-def rate(step: Callable[[], int], seconds: float) -> float:
-    """Frames per second of repeating ``step`` (which returns its frame count) for ``seconds``."""
-    frames, start = 0, time.perf_counter()
+def rate(step: Callable[[], int], seconds: float) -> tuple[float, float]:
+    """Frames per wall-clock second and per CPU second of repeating ``step`` (which returns its
+    frame count) for ``seconds`` of wall-clock time."""
+    frames, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         frames += step()
-    return frames / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return frames / wall, frames / max(cpu, 1e-9)
+
+
+def finishing_ms_per_frame(batch: dict, device: torch.device, repeats: int = 5) -> float:
+    """Milliseconds per frame of :func:`finish_batch` on ``device`` (best of ``repeats``).
+
+    The batch is moved to ``device`` first, outside the timing, as a Trainer's transfer does.
+    """
+    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    frames = batch["image"].shape[0] * batch["image"].shape[1]
+    finish_batch(on_device)  # warm-up (CUDA kernels, allocator)
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        finish_batch(on_device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 1000.0 * best / frames
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns the exit status."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a renamed option must not silently match a longer one
         prog="python -m datamodules.benchmark",
         description="Decoded frames/s of the training pipeline (one worker) vs bare decoding.",
     )
@@ -143,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best kept)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # one DataLoader worker uses one core
+    torch.set_num_threads(1)  # this process plays one DataLoader worker: one thread
     with tempfile.TemporaryDirectory(prefix="flashdepth-benchmark-") as folder:
         print(
             f"writing {args.clips} clips x {args.frames} frames at {args.height}x{args.width} ..."
@@ -153,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         bare_step = bare_decoder(shards)
         crop = (args.crop[0], args.crop[1])
-        train_step = training_loader(folder, crop, args.clip_length, args.batch_size)
+        batches = training_batches(folder, crop, args.clip_length, args.batch_size)
+        first = next(batches)  # fills the shuffle buffer, outside the timing
+        train_step = batch_step(batches)
         # alternate short rounds and keep the best of each, so load from other processes on a
         # shared machine hits both sides alike
         rounds = [
@@ -163,16 +195,40 @@ def main(argv: list[str] | None = None) -> int:
             )
             for _ in range(args.rounds)
         ]
-    bare, train = max(r[0] for r in rounds), max(r[1] for r in rounds)
-    rows = [
-        ("bare decode (JPEG + depth npz)", f"{bare:10.1f}"),
-        (f"training pipeline, 1 worker, crop {crop[0]}x{crop[1]}", f"{train:10.1f}"),
-        ("ratio training / bare", f"{train / bare:10.2f}"),
-    ]
-    print(f"\n{'stage':<44}{'frames/s':>10}")
-    for name, value in rows:
-        print(f"{name:<44}{value}")
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    finishing = [(device, finishing_ms_per_frame(first, device)) for device in devices]
+    _print_table(crop, rounds, finishing)
     return 0
+
+
+def _print_table(
+    crop: tuple[int, int],
+    rounds: list[tuple[tuple[float, float], tuple[float, float]]],
+    finishing: list[tuple[torch.device, float]],
+) -> None:
+    """Print the rates (best of the rounds, wall clock and CPU time), their ratio, the spread
+    over the rounds and the device-side finishing cost."""
+    best = [[max(r[side][clock] for r in rounds) for clock in (0, 1)] for side in (0, 1)]
+    (bare, bare_cpu), (train, train_cpu) = best
+    rows = [
+        ("bare decode (JPEG + depth npz)", bare, bare_cpu, ".1f"),
+        (f"training pipeline, 1 worker, crop {crop[0]}x{crop[1]}", train, train_cpu, ".1f"),
+        ("ratio training / bare", train / bare, train_cpu / bare_cpu, ".2f"),
+    ]
+    print(f"\n{'stage':<44}{'frames/s':>10}{'frames/CPU-s':>14}")
+    for name, wall, cpu, spec in rows:
+        print(f"{name:<44}{wall:10{spec}}{cpu:14{spec}}")
+    print(f"\nspread over {len(rounds)} rounds (frames/s, wall clock | CPU time):")
+    for side, name in ((0, "bare decode"), (1, "training pipeline")):
+        wall = " ".join(f"{r[side][0]:.1f}" for r in rounds)
+        cpu = " ".join(f"{r[side][1]:.1f}" for r in rounds)
+        print(f"  {name:<20}{wall} | {cpu}")
+    print("\ndevice side, finish_batch (uint8 -> float, colour, depth targets):")
+    for device, ms in finishing:
+        where = "cpu, 1 thread" if device.type == "cpu" else torch.cuda.get_device_name(device)
+        print(f"  {where:<40}{ms:10.3f} ms/frame")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.augment import ClipAugment
 from datamodules.eval_stream import EvalClips, plan_eval
-from datamodules.samples import collate_clips
+from datamodules.samples import collate_clips, finish_batch
 from datamodules.shards import SampleEntry, distributed_position, expand_shards, index_shard
 from datamodules.train_stream import TrainWindows
 
@@ -48,8 +48,8 @@ class ClipDataModule(LightningDataModule):
     ``clip_length`` frames at a stride drawn per clip from ``train_strides``; windows pass a
     shuffle buffer of ``shuffle_buffer`` (still encoded), are decoded and augmented
     (:class:`~datamodules.augment.ClipAugment`: resize-to-cover, crop to ``image_size``, flip,
-    colour jitter; crop only when ``augment=False``). Every rank gets exactly ``epoch_length``
-    batches per epoch.
+    colour jitter drawn per clip; crop only when ``augment=False``). Every rank gets exactly
+    ``epoch_length`` batches per epoch.
 
     Evaluation (validation, test, predict): every stored clip exactly once, whole (all its
     frames, the video evaluated in stream order), the image resized so its short side is
@@ -72,9 +72,14 @@ class ClipDataModule(LightningDataModule):
     +inf (sky) a valid 0 1/m, so neither reaches the loss as a wrong target. Missing shards
     raise ``FileNotFoundError`` in :meth:`setup`.
 
-    Batches (dict): ``image`` (B, T, 3, H, W) float RGB in [0, 1]; ``inverse_depth`` and
-    ``valid`` (B, T, Hd, Wd), 1/m and bool; ``key``, ``dataset``, ``scene`` lists;
-    ``start_frame``, ``is_padding``, ``skipped`` (B,). Training ``(Hd, Wd) = (H, W)``.
+    Batches: the loaders ship them compact (:func:`~datamodules.samples.collate_clips`: uint8
+    frames, each clip's colour parameters, float16 depth in metres) and
+    :meth:`on_after_batch_transfer` finishes them on the accelerator
+    (:func:`~datamodules.samples.finish_batch`), so a Trainer's steps get ``image``
+    (B, T, 3, H, W) float RGB in [0, 1], colour-jittered; ``inverse_depth`` and ``valid``
+    (B, T, Hd, Wd), 1/m and bool; ``colour`` (B, 4); ``key``, ``dataset``, ``scene`` lists;
+    ``start_frame``, ``is_padding``, ``skipped`` (B,). Training ``(Hd, Wd) = (H, W)``. Code
+    that iterates a loader itself calls ``finish_batch`` on each batch.
 
     Args:
         train_shards: Training shards; a list gives several training sets.
@@ -266,3 +271,11 @@ class ClipDataModule(LightningDataModule):
         """Accumulate :attr:`skipped_samples` from each batch a Trainer loads."""
         self.skipped_samples += int(batch["skipped"].sum())
         return batch
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Finish each batch on the accelerator, after its transfer (:func:`finish_batch`).
+
+        Float frames in [0, 1] with each clip's colour change, and the depth targets, are made
+        here from the compact uint8 / float16 batch the workers ship.
+        """
+        return finish_batch(batch)

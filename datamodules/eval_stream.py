@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset
 
 from datamodules.format import ShardFormatError, decode_clip
 from datamodules.network_input import network_frames
-from datamodules.samples import depth_targets, describe_problem, make_sample
+from datamodules.samples import describe_problem, make_sample
 from datamodules.shards import SampleEntry, SkipCounter, read_samples, worker_position
 
 #: Image side of the blank sample a reader pads with when it has no readable clip.
@@ -73,8 +73,10 @@ class EvalClips(IterableDataset):
     clip, repeats that clip with ``is_padding=True`` until it has yielded its planned number of
     samples, so all ranks yield the same number of batches and no collective can hang. (A
     worker without a readable clip pads with a blank 1-frame clip.) Images are resized by
-    :func:`~datamodules.network_input.network_frames` (bicubic, like inference); depth keeps
-    its native resolution.
+    :func:`~datamodules.network_input.network_frames` (bicubic, like inference) and rounded
+    back to uint8 for the transfer (within half a level, 0.5/255, of the float resize); depth
+    keeps its native resolution, in float16 metres as stored. Samples carry the identity
+    colour; :func:`~datamodules.samples.finish_batch` finishes the batches on the device.
 
     Args:
         plan: ``(entries, samples)`` for each worker of this rank.
@@ -120,11 +122,12 @@ class EvalClips(IterableDataset):
     def _sample(
         self, key: str, meta: dict, frames: np.ndarray, depth_m: np.ndarray, skipped: int
     ) -> dict:
-        """Resize the frames for the model; depth targets stay at native resolution."""
+        """Resize the frames for the model, back to uint8 (channels-last) for the transfer;
+        depth stays at native resolution, in metres."""
         rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
-        image = network_frames(rgb, self.short_side, self.long_side_max)
-        inverse_depth, valid = depth_targets(torch.from_numpy(depth_m))
-        return make_sample(key, meta, image, inverse_depth, valid, skipped)
+        image01 = network_frames(rgb, self.short_side, self.long_side_max)
+        image = image01.mul_(255.0).round_().to(torch.uint8, memory_format=torch.channels_last)
+        return make_sample(key, meta, image, torch.from_numpy(depth_m), skipped)
 
     def _blank(self) -> dict:
         """A 1-frame black clip without valid depth, used only as padding."""

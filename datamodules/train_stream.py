@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 
 from datamodules.augment import ClipAugment
 from datamodules.format import ShardFormatError, check_frame_fields, decode_clip, read_meta
-from datamodules.samples import depth_targets, describe_problem, make_sample
+from datamodules.samples import describe_problem, make_sample
 from datamodules.shards import SkipCounter, read_shard, worker_position
 
 #: Shard draws in a row without one usable window before a training set is declared unusable.
@@ -38,8 +38,10 @@ class TrainWindows(IterableDataset):
     ``count // span`` non-overlapping windows of ``clip_length`` frames at a stride drawn per
     clip from that set's strides (span = ``(clip_length - 1) * stride + 1``, random offset);
     sets are mixed by weight; the still-encoded windows pass a shuffle buffer; then they are
-    decoded and augmented. The rank's batches are split over its workers, each worker yielding
-    whole batches, so the DataLoader gives exactly ``batches_per_rank`` batches per epoch
+    decoded and augmented (:class:`~datamodules.augment.ClipAugment`: geometry on uint8 frames
+    and float16 depth; the colour parameters are drawn and travel in ``colour``, applied on the
+    accelerator). The rank's batches are split over its workers, each worker yielding whole
+    batches, so the DataLoader gives exactly ``batches_per_rank`` batches per epoch
     (webdataset's ``with_epoch``, made exact for several workers).
 
     Args:
@@ -156,17 +158,23 @@ class TrainWindows(IterableDataset):
     def _decode(
         self, window: Window, counter: SkipCounter, generator: torch.Generator
     ) -> dict | None:
-        """Decode and augment one window; ``None`` (counted) when a field is corrupt."""
+        """Decode and augment one window: uint8 image, float16 depth in metres, colour drawn
+        but not applied (see :func:`~datamodules.samples.finish_batch`); ``None`` (counted)
+        when a field is corrupt."""
         sample = window.sample
         try:
             clip = decode_clip(sample, frames=window.frames)
         except ShardFormatError as error:
             counter.skip(sample["__url__"], sample["__key__"], describe_problem(error))
             return None
-        image = torch.from_numpy(clip.frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
-        image, depth_m = self.augment(image, torch.from_numpy(clip.depth), generator=generator)
-        inverse_depth, valid = depth_targets(depth_m)
-        return make_sample(clip.key, clip.meta, image, inverse_depth, valid, counter.take())
+        # (T, H, W, 3) -> (T, 3, H, W) uint8, channels-last in memory
+        image = torch.from_numpy(clip.frames).permute(0, 3, 1, 2)
+        depth_m = torch.from_numpy(clip.depth).half()  # shard depth is float16: exact
+        augmented = self.augment(image, depth_m, generator=generator)
+        (depth_m,) = augmented.maps
+        return make_sample(
+            clip.key, clip.meta, augmented.image, depth_m, counter.take(), augmented.colour
+        )
 
 
 def _usable(samples: Iterator[dict | None]) -> Iterator[dict]:

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.clips import ClipDataModule
 from datamodules.format import Clip, make_key, make_meta
+from datamodules.samples import finish_batch
 from datamodules.shard_writer import ClipShardWriter, encode_clip
 from datamodules.shards import BadSampleWarning
 
@@ -49,7 +50,8 @@ def write_set(
 
 
 def loader_batches(loader: torch.utils.data.DataLoader) -> list[dict]:
-    return list(loader)
+    """The loader's batches, finished as a Trainer finishes them after the transfer."""
+    return [finish_batch(batch) for batch in loader]
 
 
 def set_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int) -> None:
@@ -69,14 +71,17 @@ def test_training_batch_follows_the_contract(tmp_path: Path) -> None:
         augment=False,
     )
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {
-        "image", "inverse_depth", "valid", "key", "dataset", "scene", "start_frame",
-        "is_padding", "skipped",
-    }  # fmt: skip
+    shipped = next(iter(dm.train_dataloader()))
+    common = {"key", "dataset", "scene", "start_frame", "is_padding", "skipped", "colour"}
+    assert set(shipped) == common | {"image", "depth"}
+    assert shipped["image"].dtype == torch.uint8 and shipped["depth"].dtype == torch.float16
+    assert shipped["colour"].tolist() == [[0.0, 1.0, 1.0, 0.0]] * 2  # augment=False
+    batch = dm.on_after_batch_transfer(shipped, 0)
+    assert set(batch) == common | {"image", "inverse_depth", "valid"}
     assert (
         batch["image"].shape == (2, 3, 3, HEIGHT, WIDTH) and batch["image"].dtype == torch.float32
     )
+    assert torch.equal(batch["image"], shipped["image"].float() / 255)
     assert batch["inverse_depth"].shape == batch["valid"].shape == (2, 3, HEIGHT, WIDTH)
     assert batch["valid"].dtype == torch.bool
     assert batch["start_frame"].dtype == torch.long and batch["is_padding"].dtype == torch.bool
@@ -106,7 +111,7 @@ def test_windows_use_a_stride_from_the_list_and_mix_sets_by_weight(tmp_path: Pat
         augment=False,
     )
     dm.setup("fit")
-    for batch in dm.train_dataloader():
+    for batch in loader_batches(dm.train_dataloader()):
         assert batch["dataset"] == ["seta", "seta"]
         # frame t is grey 10 * t: consecutive window frames are 2 stored frames apart
         grey = batch["image"].mean(dim=(2, 3, 4)) * 255  # (B, T)
@@ -244,15 +249,20 @@ def test_trainer_counts_skipped_samples_and_runs_validation(tmp_path: Path) -> N
     import lightning.pytorch as pl
 
     class Probe(pl.LightningModule):
+        """Records what the steps receive: batches finished by on_after_batch_transfer."""
+
         def __init__(self) -> None:
             super().__init__()
             self.weight = torch.nn.Parameter(torch.zeros(()))
             self.val_keys: list[str] = []
+            self.images: list[torch.Tensor] = []
 
         def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            self.images.append(batch["image"])
             return (self.weight - batch["inverse_depth"].mean()) ** 2
 
         def validation_step(self, batch: dict, batch_idx: int) -> None:
+            self.images.append(batch["image"])
             padding = batch["is_padding"].tolist()
             self.val_keys += [k for k, p in zip(batch["key"], padding, strict=True) if not p]
 
@@ -281,6 +291,11 @@ def test_trainer_counts_skipped_samples_and_runs_validation(tmp_path: Path) -> N
     with pytest.warns(BadSampleWarning):
         trainer.fit(probe, datamodule=dm)
     assert trainer.global_step == 4
+    assert len(probe.images) == 4 + 3  # 4 training batches, 3 validation clips
+    for image in probe.images:  # float in [0, 1] on the training side and the validation side
+        assert image.dtype == torch.float32 and 0.0 <= float(image.min()) <= float(image.max()) <= 1
+    grey_levels = {round(float(image.mean()) * 255) for image in probe.images[4:]}
+    assert grey_levels <= {0, 5, 10}  # validation: the grey frames (0, 10) / 255, no jitter
     assert dm.skipped_samples >= 1
     assert sorted(probe.val_keys) == sorted(val_keys)
     assert json.loads(json.dumps(dict(dm.hparams)))["epoch_length"] == 4

@@ -10,12 +10,17 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from datamodules.clips import ClipDataModule
 from datamodules.eval_stream import plan_eval
-from datamodules.shards import BadSampleWarning, SampleEntry
+from datamodules.format import Clip, decode_clip, make_key, make_meta
+from datamodules.network_input import network_frames
+from datamodules.samples import finish_batch
+from datamodules.shard_writer import ClipShardWriter
+from datamodules.shards import BadSampleWarning, SampleEntry, SkipCounter, read_shard
 from tests.datamodules.test_clips import (
     HEIGHT,
     WIDTH,
@@ -130,6 +135,32 @@ def test_one_or_three_shards_on_two_ranks_of_two_workers_give_every_clip_once(
     assert sorted(seen) == sorted(keys) and len(set(seen)) == len(seen)
     assert len(set(batches_per_rank)) == 1
     assert padding == 2 * batches_per_rank[0] - len(keys) == 1  # 4 readers, 5 or 3 clips
+
+
+def test_evaluation_ships_uint8_frames_that_finish_to_the_network_input(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, HEIGHT, WIDTH, 3), dtype=np.uint8)  # textured
+    depth_m = np.full((3, HEIGHT, WIDTH), 2.0, np.float32)
+    clip = Clip(make_key("toy", "tex", 0), make_meta("toy", "tex", [0, 1, 2]), frames, depth_m)
+    with ClipShardWriter(str(tmp_path / "tex-%06d.tar"), 1) as writer:
+        writer.write(clip)
+    shard = str(tmp_path / "tex-000000.tar")
+    dm = ClipDataModule(val_shards=shard, num_workers=0, eval_short_side=28)
+    dm.setup("validate")
+    (shipped,) = list(dm.val_dataloader())
+    assert shipped["image"].dtype == torch.uint8 and shipped["image"].shape == (1, 3, 3, 28, 42)
+    assert shipped["colour"].tolist() == [[0.0, 1.0, 1.0, 0.0]]  # no jitter in evaluation
+    assert shipped["depth"].dtype == torch.float16 and shipped["depth"].shape == (1, 3, 32, 48)
+    finished = finish_batch(shipped)
+    assert torch.equal(finished["image"][0], shipped["image"][0].float() / 255)
+    # the float bicubic resize of the decoded frames, rounded to the nearest uint8 level
+    (raw,) = list(read_shard(shard, SkipCounter().skip))
+    decoded = torch.from_numpy(decode_clip(raw).frames).permute(0, 3, 1, 2)
+    expected = network_frames(decoded, 28)
+    error = (finished["image"][0] - expected).abs()
+    assert 0 < float(error.max()) <= 0.5 / 255 + 1e-6
+    assert finished["inverse_depth"].shape == finished["valid"].shape == (1, 3, HEIGHT, WIDTH)
+    assert torch.all(finished["inverse_depth"] == 0.5) and finished["valid"].all()
 
 
 def test_bad_validation_sample_is_skipped_and_replaced_by_padding(tmp_path: Path) -> None:

@@ -34,17 +34,18 @@ def test_prepare_data_renders_once_and_batches_follow_the_contract(tmp_path: Pat
     again.setup("fit")
     assert [shard.stat().st_mtime_ns for shard in sorted(tmp_path.rglob("*.tar"))] == stamps
 
-    batches = list(again.train_dataloader())
-    assert len(batches) == 2
-    batch = batches[0]
-    assert batch["image"].shape == (2, 3, 3, 28, 56)
+    shipped = list(again.train_dataloader())
+    assert len(shipped) == 2 and shipped[0]["image"].dtype == torch.uint8
+    batch = again.on_after_batch_transfer(shipped[0], 0)  # as a Trainer finishes it
+    assert batch["image"].shape == (2, 3, 3, 28, 56) and batch["image"].dtype == torch.float32
+    assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
     assert batch["inverse_depth"].shape == batch["valid"].shape == (2, 3, 28, 56)
     assert batch["dataset"] == ["synthetic", "synthetic"]
     # rendered scenes: finite positive inverse depth (1/m) with some sky at exactly 0
     assert torch.isfinite(batch["inverse_depth"]).all() and batch["valid"].all()
     assert float(batch["inverse_depth"].max()) > 0
 
-    val = list(again.val_dataloader())
+    val = [again.on_after_batch_transfer(b, 0) for b in again.val_dataloader()]
     assert len(val) == 2 and not any(b["is_padding"].any() for b in val)
     assert len({b["key"][0] for b in val}) == 2
     assert val[0]["image"].shape == (1, 6, 3, 42, 70)
