@@ -101,8 +101,10 @@ def bare_decoder(shards: list[str]) -> Callable[[], int]:
 def training_batches(
     folder: str, crop: tuple[int, int], clip_length: int, batch_size: int
 ) -> Iterator[dict]:
-    """ClipDataModule's training batches over the shards in ``folder``, loaded in this process
-    (as the workers ship them: uint8 frames, float16 depth)."""
+    """ClipDataModule's training batches over the shards in ``folder``, loaded in this process.
+
+    The batches are as the workers ship them: uint8 frames, float16 depth.
+    """
     dm = ClipDataModule(
         train_shards=folder,
         clip_length=clip_length,
@@ -127,8 +129,10 @@ def batch_step(batches: Iterator[dict]) -> Callable[[], int]:
 
 
 def rate(step: Callable[[], int], seconds: float) -> tuple[float, float]:
-    """Frames per wall-clock second and per CPU second of repeating ``step`` (which returns its
-    frame count) for ``seconds`` of wall-clock time."""
+    """Frames per wall-clock second and per CPU second of repeating ``step``.
+
+    ``step`` returns its frame count and is repeated for ``seconds`` of wall-clock time.
+    """
     frames, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         frames += step()
@@ -208,8 +212,11 @@ def _print_table(
     rounds: list[tuple[tuple[float, float], tuple[float, float]]],
     finishing: list[tuple[torch.device, float]],
 ) -> None:
-    """Print the rates (best of the rounds, wall clock and CPU time), their ratio, the spread
-    over the rounds and the device-side finishing cost."""
+    """Print the rates, their ratio, the spread over the rounds and the finishing cost.
+
+    The rates are the best of the rounds, in wall-clock and CPU time; the finishing cost is
+    the device-side one.
+    """
     best = [[max(r[side][clock] for r in rounds) for clock in (0, 1)] for side in (0, 1)]
     (bare, bare_cpu), (train, train_cpu) = best
     rows = [

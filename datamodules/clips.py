@@ -25,7 +25,7 @@ class _EpochDataLoader(DataLoader):
     the stream of the epoch it resumes in instead of replaying the first epoch's.
     """
 
-    def __init__(self, *args: Any, trainer_epoch: Callable[[], int | None], **kwargs: Any):
+    def __init__(self, *args: Any, trainer_epoch: Callable[[], int | None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.trainer_epoch = trainer_epoch
 

@@ -122,8 +122,10 @@ class EvalClips(IterableDataset):
     def _sample(
         self, key: str, meta: dict, frames: np.ndarray, depth_m: np.ndarray, skipped: int
     ) -> dict:
-        """Resize the frames for the model, back to uint8 (channels-last) for the transfer;
-        depth stays at native resolution, in metres."""
+        """Resize the frames for the model, back to uint8 (channels-last) for the transfer.
+
+        Depth stays at native resolution, in metres.
+        """
         rgb = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
         image01 = network_frames(rgb, self.short_side, self.long_side_max)
         image = image01.mul_(255.0).round_().to(torch.uint8, memory_format=torch.channels_last)

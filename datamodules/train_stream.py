@@ -158,9 +158,11 @@ class TrainWindows(IterableDataset):
     def _decode(
         self, window: Window, counter: SkipCounter, generator: torch.Generator
     ) -> dict | None:
-        """Decode and augment one window: uint8 image, float16 depth in metres, colour drawn
-        but not applied (see :func:`~datamodules.samples.finish_batch`); ``None`` (counted)
-        when a field is corrupt."""
+        """Decode and augment one window; ``None`` (counted) when a field is corrupt.
+
+        The window holds a uint8 image and float16 depth in metres, with colour drawn but not
+        applied (see :func:`~datamodules.samples.finish_batch`).
+        """
         sample = window.sample
         try:
             clip = decode_clip(sample, frames=window.frames)

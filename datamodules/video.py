@@ -120,8 +120,11 @@ class VideoChunks(IterableDataset):
     def _check_complete(
         self, decoded: int, expected: int, failure: av.error.FFmpegError | None
     ) -> None:
-        """Warn (and remember) when fewer frames were decoded than the header states, or
-        decoding failed midway."""
+        """Warn (and remember) when the video ended early.
+
+        That is when fewer frames were decoded than the header states, or decoding failed
+        midway.
+        """
         if failure is None and decoded >= expected:
             return
         of = f" of the {expected} frames its header states" if expected else ""
@@ -157,8 +160,10 @@ class VideoDataModule(LightningDataModule):
 
     @property
     def ended_early(self) -> str | None:
-        """Why the last prediction pass covered less than the whole video (``None``: it
-        covered every frame the header states, or the header states no count)."""
+        """Why the last prediction pass covered less than the whole video.
+
+        ``None``: it covered every frame the header states, or the header states no count.
+        """
         return self._chunks.ended_early if self._chunks is not None else None
 
     def setup(self, stage: str | None = None) -> None:

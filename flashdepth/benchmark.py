@@ -304,8 +304,9 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def resolve_reference(names: Sequence[str], reference: str | None = None) -> str:
-    """The reference of a comparison: ``reference`` if given, else ``flashdepth-s`` when it
-    is compared, else the first name.
+    """The reference of a comparison.
+
+    ``reference`` if given, else ``flashdepth-s`` when it is compared, else the first name.
 
     Raises:
         ValueError: When ``reference`` is not among ``names``.
@@ -496,8 +497,11 @@ def _resolution_argument(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``flashdepth benchmark``; ``stream-io`` is
-    :mod:`flashdepth.inference.benchmark_io` (the whole ``flashdepth stream`` pipeline)."""
+    """Entry point of ``flashdepth benchmark``.
+
+    ``stream-io`` is :mod:`flashdepth.inference.benchmark_io` (the whole ``flashdepth stream``
+    pipeline).
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["stream-io"]:
         from flashdepth.inference.benchmark_io import main as stream_io_main

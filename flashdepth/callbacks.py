@@ -127,8 +127,10 @@ class StepProgressBar(RichProgressBar):
         return self.train_progress_bar_id
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Lightning's epoch start, then the bar restarted at the run's step (a reset keeps
-        the speed estimate free of the jump from 0)."""
+        """Lightning's epoch start, then the bar restarted at the run's step.
+
+        A reset keeps the speed estimate free of the jump from 0.
+        """
         super().on_train_epoch_start(trainer, pl_module)
         task = self._training_bar()
         if task is not None:
@@ -148,8 +150,10 @@ class StepProgressBar(RichProgressBar):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Lightning's update (bar and metrics), counting the run's optimiser steps instead of
-        the epoch's batches."""
+        """Lightning's update (bar and metrics), counting the run's optimiser steps.
+
+        It counts them instead of the epoch's batches.
+        """
         index = trainer.global_step - 1 if self.is_step_limited() else batch_idx
         super().on_train_batch_end(trainer, pl_module, outputs, batch, index)
         task = self._training_bar()
@@ -158,8 +162,10 @@ class StepProgressBar(RichProgressBar):
 
 
 class LastCheckpoint(Callback):
-    """Keep ``last.ckpt`` in the run's checkpoint folder: the state after the final step of
-    ``fit``, or after the step in progress when Ctrl-C stopped it, with the command that resumes.
+    """Keep ``last.ckpt`` in the run's checkpoint folder.
+
+    It holds the state after the final step of ``fit``, or after the step in progress when
+    Ctrl-C stopped it, with the command that resumes.
 
     ``ModelCheckpoint`` saves when its schedule says (validation, every N steps), so the end of
     a run whose ``max_steps`` falls between two saves would be lost; this callback saves once
@@ -225,8 +231,10 @@ class LastCheckpoint(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Save and stop when any rank was asked to; at an epoch's last batch, wait for the
-        epoch's end."""
+        """Save and stop when any rank was asked to.
+
+        At an epoch's last batch, wait for the epoch's end.
+        """
         if batch_idx + 1 < trainer.num_training_batches:
             self._stop_if_requested(trainer)
 
@@ -270,8 +278,10 @@ def display_path(path: str | Path) -> str:
 
 
 def _last_checkpoint(trainer: Trainer) -> Path | None:
-    """``last.ckpt`` in the folder of the trainer's first ``ModelCheckpoint`` (``None``:
-    checkpointing is off)."""
+    """``last.ckpt`` in the folder of the trainer's first ``ModelCheckpoint``.
+
+    ``None``: checkpointing is off.
+    """
     for callback in trainer.checkpoint_callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath) / LAST_CHECKPOINT

@@ -1,4 +1,4 @@
-"""The ``flashdepth`` command line.
+r"""The ``flashdepth`` command line.
 
 ``flashdepth fit | validate | test | predict`` is a LightningCLI over
 :class:`~flashdepth.task.FlashDepthTask` (or any LightningModule) and any
@@ -7,7 +7,7 @@ LightningDataModule, configured by YAML recipes with fully qualified class paths
     flashdepth fit --config recipes/quickstart.yaml
     flashdepth fit -c recipes/quickstart.yaml --ckpt_path last      # resume after Ctrl-C
     flashdepth fit -c recipes/stage1_s.yaml -c recipes/ablations/temporal_gru.yaml
-    flashdepth test -c recipes/eval.yaml -c recipes/eval/sintel.yaml \\
+    flashdepth test -c recipes/eval.yaml -c recipes/eval/sintel.yaml \
         --ckpt_path runs/stage1_s/checkpoints/last.ckpt
 
 **Run folders.** ``trainer.default_root_dir`` (``runs/<recipe>`` in every recipe) is the run
@@ -156,8 +156,10 @@ class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
 
 
 def _command_parser_kwargs(command: str) -> dict[str, Any]:
-    """A one-line usage and a top summary (examples, common options) for a Lightning command;
-    Lightning's own usage lists every Trainer flag (some 50 lines) before any of ours."""
+    """A one-line usage and a top summary (examples, common options) for a Lightning command.
+
+    Lightning's own usage lists every Trainer flag (some 50 lines) before any of ours.
+    """
     summary, examples, ckpt = _COMMANDS[command]
     indented = "\n".join(f"  {line}" for line in examples.splitlines())
     return {
@@ -186,8 +188,10 @@ class FlashDepthCLI(LightningCLI):
     exit_status: int = EXIT_OK
 
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
-        """Refuse abbreviated options (``--trainer.max_step`` is a typo, not ``max_steps``)
-        and add ``--version`` to every parser of the command line."""
+        """Refuse abbreviated options and add ``--version`` to every parser of the command line.
+
+        Abbreviations are refused because ``--trainer.max_step`` is a typo, not ``max_steps``.
+        """
         kwargs.setdefault("allow_abbrev", False)
         parser = super().init_parser(**kwargs)
         parser.add_argument(
@@ -196,9 +200,11 @@ class FlashDepthCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        """Parse the command line (a mistake becomes a :class:`UserError` naming the key and
-        the closest valid one), then check ``--ckpt_path``: the file must exist, and is read
-        with the zoo's checkpoint reader (memory-mapped: the check costs little).
+        """Parse the command line, then check ``--ckpt_path``.
+
+        A mistake becomes a :class:`UserError` naming the key and the closest valid one. The
+        ``--ckpt_path`` file must exist, and is read with the zoo's checkpoint reader
+        (memory-mapped: the check costs little).
 
         Lightning loads that file itself, and for a file that is not a checkpoint torch's
         message advises ``weights_only=False``; ours names the file and what to do.
@@ -221,8 +227,11 @@ class FlashDepthCLI(LightningCLI):
         read_checkpoint(path, mmap=True)
 
     def instantiate_classes(self) -> None:
-        """Build data, model and trainer; the task records its model's config. A value the
-        classes refuse (a bad size, a GPU count this machine lacks) is a :class:`UserError`."""
+        """Build data, model and trainer; the task records its model's config.
+
+        A value the classes refuse (a bad size, a GPU count this machine lacks) is a
+        :class:`UserError`.
+        """
         with model_from_config():
             try:
                 super().instantiate_classes()
@@ -266,8 +275,9 @@ class FlashDepthCLI(LightningCLI):
         return trainer
 
     def before_fit(self) -> None:
-        """Validate the untrained model before a fresh run, logged at step 0, where the run's
-        validation curve then starts.
+        """Validate the untrained model before a fresh run, logged at step 0.
+
+        Step 0 is where the run's validation curve then starts.
 
         Skipped when resuming (``--ckpt_path``), for ``fast_dev_run``, without validation
         data and with ``limit_val_batches=0``. It covers what Lightning's sanity check

@@ -85,8 +85,10 @@ def explain_parse_error(message: str, argv: list[str]) -> str:
 
 
 def explain_refused_settings(error: Exception, by_trainer: bool) -> str:
-    """What a class said when it refused the recipe's values (jsonargparse wraps the message
-    of a class built inside a union in a list of what each subtype said).
+    """What a class said when it refused the recipe's values.
+
+    jsonargparse wraps the message of a class built inside a union in a list of what each
+    subtype said.
 
     Args:
         error: The exception raised while building the classes.
@@ -157,8 +159,11 @@ def _closest(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
 
 
 def _unknown_argument(context: str, name: str, argv: list[str], same_line: str) -> str:
-    """``name`` is not an argument of the class named in ``same_line`` or else of the
-    innermost class named in ``context``."""
+    """The message for ``name``, which is not an argument of its class.
+
+    Its class is the one named in ``same_line``, or else the innermost class named in
+    ``context``.
+    """
     classes = _CLASS_PATH.findall(context) + _CLASS_PATH.findall(same_line)
     keys = _PARSER_KEY.findall(context)
     key = ".init_args.".join([*keys, name]) if keys else name
@@ -188,8 +193,10 @@ def _keys_below(section: str | None, subcommand: str) -> list[str]:
 
 
 def _unknown_key(key: str, argv: list[str], subcommand: str, from_command_line: bool) -> str:
-    """``key`` (dotted) is not an option: correct it part by part where the parts are known
-    (the top level and the Trainer's arguments)."""
+    """``key`` (dotted) is not an option: correct it part by part where the parts are known.
+
+    The parts are known at the top level and among the Trainer's arguments.
+    """
     parts, fixed, section, wrong = key.split("."), [], None, None
     for depth, part in enumerate(parts):
         choices = _keys_below(section, subcommand) if depth < 2 else []

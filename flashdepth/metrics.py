@@ -344,9 +344,11 @@ class FlashDepthMetrics(_PerVideoMetric):
     keys = ("abs_rel", "delta1")
 
     def score_video(self, video: AlignedVideo) -> dict[str, Tensor] | None:
+        """AbsRel and δ1 of one video, per frame under the VDA protocol (:func:`abs_rel_delta1`)."""
         return abs_rel_delta1(video, per_frame=self.protocol == "vda")
 
     def compute(self) -> dict[str, Tensor]:
+        """``{"abs_rel", "delta1"}``, each the mean over the scored videos."""
         return self.mean_over_videos()
 
 
@@ -360,6 +362,7 @@ class BoundaryF1(_PerVideoMetric):
     higher_is_better = True
 
     def score_video(self, video: AlignedVideo) -> dict[str, Tensor] | None:
+        """Mean boundary F1 over the frames with a valid pixel; None if no frame has one."""
         scored = video.valid.any(dim=(-2, -1))
         if not bool(scored.any()):
             return None
@@ -367,6 +370,7 @@ class BoundaryF1(_PerVideoMetric):
         return {"boundary_f1": per_frame[scored].mean()}
 
     def compute(self) -> Tensor:
+        """Boundary F1, the mean over the scored videos (a scalar)."""
         return self.mean_over_videos()["boundary_f1"]
 
 
@@ -381,6 +385,7 @@ class TemporalConsistency(_PerVideoMetric):
     higher_is_better = False
 
     def score_video(self, video: AlignedVideo) -> dict[str, Tensor] | None:
+        """Mean flicker over the frame pairs with a pixel valid in both; None if there is none."""
         scored = (video.valid[1:] & video.valid[:-1]).any(dim=(-2, -1))
         if not bool(scored.any()):
             return None
@@ -388,6 +393,7 @@ class TemporalConsistency(_PerVideoMetric):
         return {"flicker": per_pair[scored].mean()}
 
     def compute(self) -> Tensor:
+        """Flicker, the mean over the scored videos (a scalar)."""
         return self.mean_over_videos()["flicker"]
 
 

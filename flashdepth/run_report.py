@@ -75,8 +75,10 @@ class PresetMatch:
 
 @lru_cache(maxsize=1)
 def _preset_architectures() -> dict[str, tuple[type, Architecture]]:
-    """Class and architecture of every preset, built on the meta device (no memory, no
-    initialisation cost); computed once per process."""
+    """Class and architecture of every preset; computed once per process.
+
+    The presets are built on the meta device (no memory, no initialisation cost).
+    """
     architectures = {}
     for name in list_models():
         with torch.device("meta"):
@@ -91,9 +93,12 @@ def _constructor_arguments(cls: type) -> frozenset[str]:
 
 
 def architecture(model: nn.Module) -> Architecture:
-    """What makes two models the same network: every tensor's name and shape, and every
-    constructor argument a module keeps as a plain value (the insertion stage of a temporal
-    module changes no tensor, but it changes the network)."""
+    """What makes two models the same network.
+
+    That is every tensor's name and shape, and every constructor argument a module keeps as
+    a plain value (the insertion stage of a temporal module changes no tensor, but it
+    changes the network).
+    """
     items: set[tuple[str, Any]] = {
         (key, tuple(value.shape)) for key, value in model.state_dict().items()
     }

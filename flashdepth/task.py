@@ -53,8 +53,10 @@ class MissingWeightsError(RuntimeError):
 
 @contextmanager
 def model_from_config() -> Iterator[None]:
-    """Tell tasks built inside that their ``model`` comes from a config (class_path and
-    init_args), which ``save_hyperparameters`` records so ``load_from_checkpoint`` rebuilds it.
+    """Tell tasks built inside that their ``model`` comes from a config.
+
+    The config (class_path and init_args) is what ``save_hyperparameters`` records, so
+    ``load_from_checkpoint`` rebuilds the model.
 
     ``flashdepth.cli`` wraps its instantiation in this; a task built in Python records no
     model (``load_from_checkpoint`` then needs ``model=...``), and copies no weights into
@@ -229,24 +231,31 @@ class FlashDepthTask(LightningModule):
         self._weights_ready = True
 
     def on_fit_start(self) -> None:
+        """Load ``init_weights`` (once), then rebuild the metrics for fit's validation."""
         self._prepare_weights("fit")
         # fresh metrics: a validate() before fit made their states inference-mode tensors,
         # which fit's validation (run without inference mode) cannot update
         self.configure_metrics()
 
     def on_validation_start(self) -> None:
+        """Load ``init_weights`` (once) before validating."""
         self._prepare_weights("validate")
 
     def on_test_start(self) -> None:
+        """Load ``init_weights`` (once); refuse to test with random weights."""
         self._prepare_weights("test")
 
     def on_predict_start(self) -> None:
+        """Load ``init_weights`` (once; refuse random weights) and close every video's stream."""
         self._prepare_weights("predict")
         self._clips.reset()
 
     def forward(self, clip: Tensor) -> Tensor:
-        """Relative inverse depth ``(B, T, H, W)`` (×100 ≈ 100/m) of ImageNet-normalised
-        clips ``(B, T, 3, H, W)``; gradients flow through time."""
+        """Relative inverse depth ``(B, T, H, W)`` of ImageNet-normalised clips.
+
+        The clips are ``(B, T, 3, H, W)``; the depth is on the ×100 scale (≈ 100/m).
+        Gradients flow through time.
+        """
         return self.model(clip)
 
     def stream(self, clip: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -346,15 +355,19 @@ class FlashDepthTask(LightningModule):
             self.log(f"{split}/{key}", sum(per_dataset) / len(per_dataset), sync_dist=False)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Stream the batch's videos into the validation metrics; return the depth for callbacks."""
         return self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics of every dataset and their mean, then reset them."""
         self._log_epoch_metrics("val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """Stream the batch's videos into the test metrics; return the depth for callbacks."""
         return self._evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
+        """Log the test metrics of every dataset and their mean, then reset them."""
         self._log_epoch_metrics("test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

@@ -207,12 +207,12 @@ def read_hdf5(path: str | Path, key: str) -> np.ndarray:
 
 
 def numbered_files(folder: Path, pattern: str) -> dict[int, Path]:
-    """Files of ``folder`` whose name fully matches ``pattern``, by frame number.
+    r"""Files of ``folder`` whose name fully matches ``pattern``, by frame number.
 
     Args:
         folder: Folder to list (not recursive).
         pattern: Regular expression whose first group is the frame number, e.g.
-            ``r"frame_left_(\\d+)\\.png"``.
+            ``r"frame_left_(\d+)\.png"``.
 
     Returns:
         ``{frame number: path}`` sorted by frame number.

@@ -12,5 +12,7 @@ scale-drift plots; :mod:`~flashdepth.evaluate.command` is the command line.
 
 
 class EvaluationError(Exception):
-    """A problem with the ground truth or a prediction folder, stated for the user: which
-    method, video, frame or file, and what to do about it."""
+    """A problem with the ground truth or a prediction folder, stated for the user.
+
+    The message says which method, video, frame or file, and what to do about it.
+    """

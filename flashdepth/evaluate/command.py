@@ -1,9 +1,9 @@
-"""``flashdepth evaluate``: any method's depth against evaluation shards, tables and plots.
+r"""``flashdepth evaluate``: any method's depth against evaluation shards, tables and plots.
 
 ::
 
-    flashdepth evaluate --gt data/shards/sintel --pred ours=depth/ours \\
-        --pred dav2=depth/dav2 --pred other=depth/other --kind other=depth \\
+    flashdepth evaluate --gt data/shards/sintel --pred ours=depth/ours \
+        --pred dav2=depth/dav2 --pred other=depth/other --kind other=depth \
         --protocol both --out eval/sintel
 
 Everything that can be checked before scoring is checked first (shards readable, every

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -39,7 +40,7 @@ def _figure(rows: int) -> tuple[Figure, list]:
     return figure, list(axes)
 
 
-def _lines(axis, frame_ids: list[int], series: dict[str, list[float | None]]) -> None:
+def _lines(axis: Axes, frame_ids: list[int], series: dict[str, list[float | None]]) -> None:
     """One line per method."""
     marker = "o" if len(frame_ids) <= MARKERS_UP_TO else None
     for method, values in series.items():

@@ -205,8 +205,11 @@ def _numbered(method: str, files: list[Path]) -> dict[int, Path]:
 def _reader(
     method: str, root: Path, folder: Path, options: PredictionOptions
 ) -> tuple[FrameReader, Path]:
-    """The reader of one video folder's files and where they are: the format (see the module
-    docstring), and the units from a ``units.json`` of ours, else from the flags."""
+    """The reader of one video folder's files and where they are.
+
+    The reader follows the format (see the module docstring), and the units from a
+    ``units.json`` of ours, else from the flags.
+    """
     formats = {}
     for file_format in FORMATS:
         for place in (folder / file_format, folder):

@@ -111,7 +111,6 @@ def _prediction(job: VideoJob, t: int, size: tuple[int, int]) -> Tensor | None:
 
 def _chunk_reader(job: VideoJob) -> Callable[[range], tuple[Tensor, Tensor, Tensor]]:
     """``frames -> (pred, gt_inverse_depth, valid)``; a missing frame has no valid pixel."""
-
     size = frame_size(job.video)
 
     def read(frames: range) -> tuple[Tensor, Tensor, Tensor]:

@@ -68,9 +68,11 @@ class ProtocolSetting:
 
 
 def max_depth_for(protocol: str, dataset: str, override: float | None) -> float:
-    """The depth cap of a protocol on a dataset: ``override`` if given, else 70 m for the
-    FlashDepth protocol and VDA's cap for the dataset (name prefix, case and punctuation
-    ignored: ``NYUv2`` and ``nyu_depth_v2`` are both ``nyu``).
+    """The depth cap of a protocol on a dataset.
+
+    ``override`` if given, else 70 m for the FlashDepth protocol and VDA's cap for the dataset
+    (name prefix, case and punctuation ignored: ``NYUv2`` and ``nyu_depth_v2`` are both
+    ``nyu``).
 
     Raises:
         EvaluationError: For the VDA protocol on a dataset without a known cap.
@@ -150,8 +152,11 @@ class _ProtocolScores:
         self.previous = AlignedVideo(*(tensor[-1:] for tensor in video))
 
     def result(self) -> dict[str, object]:
-        """Per-video scores (``None`` where nothing is scored, as the metrics skip the video)
-        and per-frame values (NaN where nothing is scored)."""
+        """Per-video scores and per-frame values.
+
+        Scores are ``None`` where nothing is scored, as the metrics skip the video; per-frame
+        values are NaN where nothing is scored.
+        """
         abs_rel_sum, delta1_sum, count, boundary, pairs = (
             torch.cat(self.parts[name])
             for name in ("abs_rel_sum", "delta1_sum", "count", "boundary_f1", "flicker")

@@ -56,6 +56,7 @@ class SiLUResidualConvUnit(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``: refinement plus skip."""
         return self.conv2(F.silu(self.conv1(F.silu(x)))) + self.skip(x)
 
 

@@ -148,8 +148,10 @@ class BatchReport:
 
 
 class _LiveStop:
-    """While active, the first Ctrl-C sets :attr:`requested` instead of interrupting; the
-    handler then steps aside, so a second Ctrl-C raises KeyboardInterrupt as usual."""
+    """While active, the first Ctrl-C sets :attr:`requested` instead of interrupting.
+
+    The handler then steps aside, so a second Ctrl-C raises KeyboardInterrupt as usual.
+    """
 
     def __init__(self) -> None:
         self.requested = threading.Event()
@@ -187,8 +189,10 @@ class _UntilStopped:
 
 
 class BatchProgress:
-    """Two bars (inputs of the batch; frames of the current input, with its total when
-    known, and its per-frame latency when live) and one line per finished input.
+    """Two bars and one line per finished input.
+
+    One bar counts the inputs of the batch; the other the frames of the current input, with
+    its total when known, and its per-frame latency when live.
 
     Args:
         console: Where bars and lines go.

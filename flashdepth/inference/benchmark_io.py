@@ -68,8 +68,11 @@ def ping_pong(count: int, length: int) -> Iterator[int]:
 
 
 def write_scene_video(path: Path, scene: np.ndarray, frames: int) -> Path:
-    """Encode ``frames`` frames of ``scene`` (``(S, H, W, 3)`` uint8, played forward and back)
-    as an H.264 mp4 at 30 frames/s (even sides: the encoder's yuv420p needs them)."""
+    """Encode ``frames`` frames of ``scene`` as an H.264 mp4 at 30 frames/s.
+
+    ``scene`` is ``(S, H, W, 3)`` uint8, played forward and back, with even sides: the
+    encoder's yuv420p needs them.
+    """
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=VIDEO_FPS)
         stream.height, stream.width = scene.shape[1:3]
@@ -129,8 +132,11 @@ def measure_streaming_memory(
 def measure_preloading_memory(
     predictor: StreamingPredictor, video: Path, early: int
 ) -> dict[str, float]:
-    """RSS (MiB) of the preloading approach: before, after decoding every frame, after
-    ``early`` predictions and after the last (every frame and prediction kept)."""
+    """RSS (MiB) of the preloading approach, which keeps every frame and prediction.
+
+    Measured before, after decoding every frame, after ``early`` predictions and after the
+    last.
+    """
     rss = {"before": resident_memory_mb()}
     frames = decode_all(video)
     rss["decoded"] = resident_memory_mb()

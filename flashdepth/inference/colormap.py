@@ -128,7 +128,9 @@ class DepthColorizer:
         self.range = RunningRange(time_constant_s, low_percentile, high_percentile)
 
     def __call__(self, inverse_depth: np.ndarray, seconds: float) -> np.ndarray:
-        """``(H, W)`` inverse depth -> ``(H, W, 3)`` uint8 RGB; ``seconds`` since the last
-        frame."""
+        """``(H, W)`` inverse depth -> ``(H, W, 3)`` uint8 RGB.
+
+        ``seconds``: seconds since the last frame.
+        """
         low, high = self.range.update(inverse_depth, seconds)
         return colorize(inverse_depth, low, high)

@@ -160,8 +160,11 @@ def resolve_device(device: str) -> str:
 
 
 def load_model(name: str, weights: str | None, console: Console) -> nn.Module:
-    """The preset with its weights; a checkpoint that does not fit is a :class:`UsageError`
-    carrying the loader's message (the keys that differ)."""
+    """The preset with its weights.
+
+    A checkpoint that does not fit is a :class:`UsageError` carrying the loader's message
+    (the keys that differ).
+    """
     if weights is None:
         console.print(
             f"[bold red]WARNING: no --weights given: {name} has RANDOM weights and its depth "
@@ -241,8 +244,10 @@ def main(args: list[str] | None = None) -> int:
 
 
 def check_command(options: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """Everything that can be checked before a model is loaded; returns the formats and the
-    expanded inputs, or raises :class:`UsageError`."""
+    """Check everything that can be checked before a model is loaded.
+
+    Returns the formats and the expanded inputs, or raises :class:`UsageError`.
+    """
     if options.model not in flashdepth.list_models():
         raise UsageError(
             f"unknown model {options.model!r}; choose from {', '.join(flashdepth.list_models())}"
@@ -266,8 +271,10 @@ def build_runner(
     console: Console,
     progress: bool,
 ) -> BatchRunner:
-    """The model on ``device``, its predictor and the batch runner over it; ``console``
-    receives the warnings and the per-input lines."""
+    """The model on ``device``, its predictor and the batch runner over it.
+
+    ``console`` receives the warnings and the per-input lines.
+    """
     model = load_model(options.model, options.weights, console)
     try:
         predictor = StreamingPredictor(

@@ -121,8 +121,10 @@ def merge_reports(
     ranks: Sequence[RankReport],
     about: dict[str, Any],
 ) -> BatchReport:
-    """One report of every rank's results, inputs in the order given (never streamed by a
-    rank: ``not started``), with the plan recorded under ``ranks``."""
+    """One report of every rank's results, with the plan recorded under ``ranks``.
+
+    Inputs are in the order given; an input never streamed by a rank is ``not started``.
+    """
     results = [InputResult(spec) for spec in inputs]
     for part in ranks:
         for index, result in zip(part.inputs, part.results, strict=True):

@@ -14,6 +14,7 @@ user asked for the network's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -74,7 +75,7 @@ class FrameSource(Protocol):
 
     info: VideoInfo
 
-    def __iter__(self):  # -> Iterator[Frame]
+    def __iter__(self) -> Iterator[Frame]:
         """Yield the frames in order."""
         ...
 

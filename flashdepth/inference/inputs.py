@@ -90,8 +90,11 @@ def collect_inputs(specs: list[str], list_file: Path | None) -> list[str]:
 
 
 def check_output_names(inputs: list[str], out: Path) -> None:
-    """Refuse two inputs that would write to one ``{out}/{name}`` folder (files and folders;
-    patterns, cameras and URLs are named when opened and checked then)."""
+    """Refuse two inputs that would write to one ``{out}/{name}`` folder.
+
+    This covers files and folders; patterns, cameras and URLs are named when opened and
+    checked then.
+    """
     seen: dict[str, str] = {}
     for spec in inputs:
         path = Path(spec)

@@ -133,8 +133,10 @@ class _Writer:
         self._enqueue((frame, depth))
 
     def finish(self, raise_error: bool = True) -> None:
-        """Write everything queued and stop the thread; then raise a sink's error, if any
-        and ``raise_error``."""
+        """Write everything queued and stop the thread.
+
+        Then raise a sink's error, if any and ``raise_error``.
+        """
         self._enqueue(None)
         self.thread.join()
         if self.error is not None and raise_error:

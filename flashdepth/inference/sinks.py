@@ -241,8 +241,10 @@ def write_units(
 
 
 def completed(out_dir: Path, name: str, formats: Sequence[str] = ()) -> bool:
-    """Whether video ``name`` was written completely under ``out_dir`` (its ``units.json``
-    exists) in every one of ``formats`` (none given: in any)."""
+    """Whether video ``name`` was written completely under ``out_dir`` in every one of ``formats``.
+
+    Completely means its ``units.json`` exists; with no ``formats`` given, in any format.
+    """
     path = Path(out_dir) / name / UNITS_FILE
     if not path.is_file():
         return False

@@ -112,7 +112,9 @@ class DepthVideoSink:
     file_format = "mp4"
     suffix = "_depth"
 
-    def __init__(self, crf: int = 18, preset: str = "veryfast", time_constant_s: float = 1.0):
+    def __init__(
+        self, crf: int = 18, preset: str = "veryfast", time_constant_s: float = 1.0
+    ) -> None:
         self.crf = crf
         self.preset = preset
         self.time_constant_s = time_constant_s
@@ -152,8 +154,11 @@ class DepthVideoSink:
             self.audio = AudioCopy(self.info.source, self.container)
 
     def _pts(self, frame: Frame) -> int:
-        """Frame position at the stream rate: from its time when known (keeps the gaps of
-        dropped frames), else the next position; always increasing."""
+        """Frame position at the stream rate; always increasing.
+
+        The position comes from the frame's time when known (keeps the gaps of dropped
+        frames), else it is the next position.
+        """
         if frame.time is None:
             return self.last_pts + 1
         if self.first_time is None:

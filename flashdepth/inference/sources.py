@@ -36,6 +36,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import av
 import numpy as np
@@ -190,8 +191,11 @@ class BufferedSource:
 def video_source(
     container: av.container.InputContainer, name: str, source: str, live: bool, queue_size: int
 ) -> BufferedSource:
-    """A source over an opened PyAV input (file, camera or URL): exact fps as a Fraction,
-    frame count from the stream header (``None`` when live or not stated), audio or not."""
+    """A source over an opened PyAV input (file, camera or URL).
+
+    It has the exact fps as a Fraction, the frame count from the stream header (``None`` when
+    live or not stated), and audio or not.
+    """
     if not container.streams.video:
         container.close()
         raise SourceError(f"{source} has no video stream; give a video file")
@@ -241,7 +245,7 @@ def read_image(path: Path) -> np.ndarray:
             return frame.to_ndarray(format="rgb48le" if deep else "rgb24")
 
 
-def _openexr():  # -> the OpenEXR module
+def _openexr() -> ModuleType:
     """OpenEXR, imported when an EXR is met (an optional dependency)."""
     try:
         return importlib.import_module("OpenEXR")
@@ -368,8 +372,11 @@ def open_source(spec: str, fps: Fraction | None = None, *, queue_size: int = 8) 
 
 
 def _open_live(spec: str, queue_size: int) -> BufferedSource:
-    """A camera (``/dev/videoN`` or an index: v4l2 on Linux, avfoundation on macOS) or a
-    stream URL (live unless the container announces a frame count)."""
+    """A source over a camera or a stream URL.
+
+    A camera is ``/dev/videoN`` or an index (v4l2 on Linux, avfoundation on macOS); a stream
+    URL is live unless the container announces a frame count.
+    """
     options, input_format = {}, None
     if "://" in spec:
         device = spec

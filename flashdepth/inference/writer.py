@@ -94,8 +94,10 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Write the frames of every non-padding clip of the batch (each frame's picture is
-        the network input, ``batch["image"]``)."""
+        """Write the frames of every non-padding clip of the batch.
+
+        Each frame's picture is the network input, ``batch["image"]``.
+        """
         depth = prediction["inverse_depth"].numpy()  # (B, T, H, W)
         size = (int(depth.shape[-2]), int(depth.shape[-1]))
         pictures = (batch["image"] * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)
@@ -142,8 +144,10 @@ class PredictionWriter(BasePredictionWriter):
 
 
 def merge_written(parts: list[dict[Video, Written]]) -> dict[Video, Written]:
-    """Frames per video summed over the ranks' records (a video split across ranks counts
-    every rank's frames)."""
+    """Frames per video summed over the ranks' records.
+
+    A video split across ranks counts every rank's frames.
+    """
     merged: dict[Video, Written] = {}
     for part in parts:
         for video, (frames, size) in part.items():

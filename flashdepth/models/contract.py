@@ -71,8 +71,11 @@ class StreamingDepthModel(Protocol):
         *,
         image_size: tuple[int, int] | None = None,
     ) -> Tensor:
-        """The state before the first frame of ``batch_size`` videos of ``image_size``
-        ``(H, W)`` (the network input size; needed by components whose state is a map)."""
+        """The state before the first frame of ``batch_size`` videos of ``image_size``.
+
+        ``image_size`` is ``(H, W)``, the network input size; it is needed by components whose
+        state is a map.
+        """
         ...
 
     def step(self, frame: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

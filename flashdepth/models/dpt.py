@@ -40,6 +40,7 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` plus its refinement, same shape ``(B, features, H, W)``."""
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
@@ -197,8 +198,10 @@ class DPTDecoder(nn.Module):
         return self.scratch.output_conv1(path_1)
 
     def depth_from_head_features(self, features: Tensor, patch_h: int, patch_w: int) -> Tensor:
-        """Resize :meth:`head_features` to the input resolution and map them to one channel
-        ``(B, 1, 14*ph, 14*pw)``."""
+        """Resize :meth:`head_features` to the input resolution and map them to one channel.
+
+        The result is ``(B, 1, 14*ph, 14*pw)``.
+        """
         size = (patch_h * PATCH_SIZE, patch_w * PATCH_SIZE)
         x = F.interpolate(features, size=size, mode="bilinear", align_corners=True)
         return self.scratch.output_conv2(x)

@@ -53,8 +53,10 @@ def low_resolution_size(height: int, width: int, resolution: int) -> tuple[int, 
 
 
 def resize_to_low_resolution(frames: Tensor, resolution: int) -> Tensor:
-    """Apply :func:`low_resolution_size` to normalised frames ``(N, 3, H, W)`` (bilinear,
-    align_corners=True)."""
+    """Apply :func:`low_resolution_size` to normalised frames ``(N, 3, H, W)``.
+
+    The resize is bilinear, with align_corners=True.
+    """
     size = low_resolution_size(frames.shape[-2], frames.shape[-1], resolution)
     if size == tuple(frames.shape[-2:]):
         return frames
@@ -147,8 +149,11 @@ class FlashDepthHybrid(FlashDepth):
         return {**super().parameter_groups(), "fusion": list(self.fusion.parameters())}
 
     def weight_parts(self) -> dict[str, WeightPart]:
-        """``student`` (a stage-1 FlashDepth; the fusion keeps its identity initialisation)
-        and ``teacher`` (a stage-1 FlashDepth-L or DAv2-L; its temporal module is unused)."""
+        """The parts that load their weights separately: ``student`` and ``teacher``.
+
+        ``student`` is a stage-1 FlashDepth (the fusion keeps its identity initialisation);
+        ``teacher`` is a stage-1 FlashDepth-L or DAv2-L (its temporal module is unused).
+        """
         return {
             "student": WeightPart(exclude=("teacher.",), keeps_initialisation=("fusion.",)),
             "teacher": WeightPart(prefix="teacher.", ignores=TEMPORAL_PREFIXES),

@@ -93,8 +93,10 @@ class LowResolutionUpsampler(nn.Module):
         return {"low_res": WeightPart(prefix="low_res.")}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Nothing to recompute: the low-resolution model runs without autograd and the
-        upsampler is small."""
+        """Nothing to recompute.
+
+        The low-resolution model runs without autograd and the upsampler is small.
+        """
 
     def init_state(
         self,

@@ -27,8 +27,10 @@ class IdentityTemporal(TemporalModule):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """An empty ``(B, 0)`` tensor that only records the batch size (``grid`` is unused,
-        ``None`` is fine: only map-shaped states need it)."""
+        """An empty ``(B, 0)`` tensor that only records the batch size.
+
+        ``grid`` is unused, ``None`` is fine: only map-shaped states need it.
+        """
         return torch.zeros(batch_size, 0, device=self._param_device(device), dtype=dtype)
 
     def step(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

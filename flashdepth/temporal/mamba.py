@@ -43,6 +43,7 @@ class GatedRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, y: Tensor, z: Tensor) -> Tensor:
+        """``rmsnorm(y * silu(z)) * weight`` per group, computed in float32, in ``y``'s dtype."""
         gated = (y.float() * F.silu(z.float())).unflatten(-1, (-1, self.group_size))
         # (..., dim) -> (..., groups, group_size) -> normalise each group -> (..., dim)
         normed = gated * torch.rsqrt(gated.pow(2).mean(dim=-1, keepdim=True) + self.eps)
@@ -272,9 +273,11 @@ class MambaTemporal(TemporalModule):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """Zeros ``(B, num_blocks, nheads, headdim, d_state)``, always float32 (``dtype`` is
-        ignored: the recurrence is kept in full precision). ``grid`` is unused and may be
-        ``None``: only map-shaped states need it."""
+        """Zeros ``(B, num_blocks, nheads, headdim, d_state)``, always float32.
+
+        ``dtype`` is ignored: the recurrence is kept in full precision. ``grid`` is unused and
+        may be ``None``: only map-shaped states need it.
+        """
         return torch.zeros(
             self._state_shape(batch_size), device=self._param_device(device), dtype=torch.float32
         )
