@@ -1,8 +1,8 @@
-"""``flashdepth benchmark``: resolutions, the frame timer's protocol, the side-by-side
-comparison and the printed tables.
+"""``flashdepth benchmark``: resolutions, frame timer, side-by-side comparison, tables.
 
 Timing is asserted with stub models that sleep known durations (robust on a busy CPU);
-real presets run once each at 42x28 (W x H) with a few frames.
+real presets, built at the tiny test size (``tiny_presets``), run once each at 42x28 (W x H)
+with a few frames.
 """
 
 from __future__ import annotations
@@ -208,7 +208,9 @@ def test_comparison_table_prints_the_numbers() -> None:
     assert len({len(line) for line in lines}) == 1  # columns line up
 
 
-def test_cli_compares_full_and_small(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_compares_full_and_small(
+    capsys: pytest.CaptureFixture[str], tiny_presets: None
+) -> None:
     args = ["compare", "--resolution", "42x28", "--frames", "3", "--warmup", "1"]
     assert main([*args, "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -225,7 +227,7 @@ def test_cli_compares_full_and_small(capsys: pytest.CaptureFixture[str]) -> None
     assert rows["flashdepth-full"][3] == pytest.approx(ratio, abs=0.006)
 
 
-def test_per_frame_preset_streams() -> None:
+def test_per_frame_preset_streams(tiny_presets: None) -> None:
     result = benchmark_stream(
         "depth-anything-v2-vits", frames=5, height=28, width=42, window=2, warmup=1
     )
@@ -240,7 +242,9 @@ def test_scan_benchmark_compares_equal_results() -> None:
     assert result["speedup"] == pytest.approx(result["recurrent_ms"] / result["chunked_ms"])
 
 
-def test_main_prints_stream_and_scan_tables(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_prints_stream_and_scan_tables(
+    capsys: pytest.CaptureFixture[str], tiny_presets: None
+) -> None:
     args = ["--frames", "25", "--window", "10", "--height", "28", "--width", "42"]
     assert main([*args, "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -1,5 +1,8 @@
-"""Checkpoint import: official layouts load strictly, mismatches raise a listing error, files
-that are not checkpoints are named as such, and the packaged registry resolves names."""
+"""Checkpoint import: official layouts, mismatch listings, non-checkpoints, the registry.
+
+Official layouts load strictly, mismatches raise a listing error, files that are not
+checkpoints are named as such, and the packaged registry resolves names.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from flashdepth.checkpoints import (
 from flashdepth.cli import build_cli
 from flashdepth.models.registry import create_model
 from flashdepth.task import FlashDepthTask
+from tests.cli_overrides import tiny_preset
 from tests.official_layout import dav2_shapes, make_state_dict, release_shapes
 
 
@@ -123,8 +127,9 @@ def test_non_strict_loads_what_fits(flashdepth_s: torch.nn.Module) -> None:
     assert report.ignored == ["temporal.blocks.0.extra"]
 
 
-def test_own_and_lightning_checkpoints_round_trip(tmp_path, flashdepth_s: torch.nn.Module) -> None:
-    source = create_model("flashdepth-s-gru")
+def test_own_and_lightning_checkpoints_round_trip(tmp_path) -> None:
+    """Our own layouts, plain and Lightning's, at the tiny test size (no official layout here)."""
+    source = tiny_preset("flashdepth-s-gru")
     with torch.no_grad():
         for p in source.parameters():
             p.add_(torch.randn_like(p))
@@ -137,17 +142,17 @@ def test_own_and_lightning_checkpoints_round_trip(tmp_path, flashdepth_s: torch.
     }
     path = tmp_path / "last.ckpt"
     torch.save(ckpt, path)
-    target = create_model("flashdepth-s-gru")
+    target = tiny_preset("flashdepth-s-gru")
     assert load_weights(target, path).layout == "flashdepth"
     for key, value in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[key], value)
 
     plain = tmp_path / "plain.pt"
     torch.save(source.state_dict(), plain)
-    assert load_weights(create_model("flashdepth-s-gru"), plain).layout == "flashdepth"
+    assert load_weights(tiny_preset("flashdepth-s-gru"), plain).layout == "flashdepth"
     # a GRU checkpoint does not fit the Mamba preset
     with pytest.raises(CheckpointMismatchError, match="layout: flashdepth"):
-        load_weights(flashdepth_s, plain)
+        load_weights(tiny_preset("flashdepth-s"), plain)
 
 
 class _Payload:
@@ -158,7 +163,7 @@ def test_pickled_objects_are_refused(tmp_path) -> None:
     path = tmp_path / "unsafe.pth"
     torch.save({"model": _Payload()}, path)
     with pytest.raises(CheckpointError) as caught:
-        load_weights(create_model("depth-anything-v2-vits"), path)
+        load_weights(tiny_preset("depth-anything-v2-vits"), path)
     text = str(caught.value)
     assert text.startswith(f"{path} is a PyTorch checkpoint that holds Python objects ")
     assert "(e.g. tests.test_checkpoints._Payload)" in text
@@ -168,7 +173,7 @@ def test_pickled_objects_are_refused(tmp_path) -> None:
 
 def test_missing_file_and_unknown_name(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="checkpoints/README.md"):
-        load_weights(create_model("depth-anything-v2-vits"), tmp_path / "nope.pth")
+        load_weights(tiny_preset("depth-anything-v2-vits"), tmp_path / "nope.pth")
     with pytest.raises(FileNotFoundError, match="registry names"):
         resolve_weights("no-such-weights")
 

@@ -1,5 +1,9 @@
-"""The ``flashdepth`` command line in-process: dispatch, help, run folders, the quickstart's
-fit (step-0 validation, summary, progress bar), test and predict."""
+"""The ``flashdepth`` command line in-process: dispatch, help, run folders, fit, test, predict.
+
+The quickstart's fit is checked for its step-0 validation, summary and progress bar. The runs
+use the quickstart recipe with tiny data and the tiny test encoder (``vitt``): these tests are
+about the command line, not the architecture.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from flashdepth.checkpoints import CheckpointError
 from flashdepth.cli import EXIT_FAILED, FlashDepthCLI, build_cli, main
 from flashdepth.run_report import FitSummary
 from flashdepth.task import FlashDepthTask
-from tests.cli_overrides import tiny_data, tiny_trainer
+from tests.cli_overrides import tiny_data, tiny_model, tiny_trainer
 from tests.inference.media import truncate, write_video
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml")
@@ -48,10 +52,13 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def quickstart(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """Three steps (two epochs) of the quickstart recipe with its callbacks (tiny data),
-    validated before training and at step 2."""
+    """Three steps (two epochs) of the quickstart recipe with its callbacks, tiny data and model.
+
+    Validated before training and at step 2.
+    """
     root = tmp_path_factory.mktemp("quickstart")
-    args = ["fit", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(root, recipe_callbacks=True)]
+    args = ["fit", "-c", QUICKSTART, *tiny_data(cache), *tiny_model()]
+    args += tiny_trainer(root, recipe_callbacks=True)
     args += ["--trainer.max_steps=3", "--trainer.val_check_interval=2"]
     with redirect_stdout(io.StringIO()) as printed:
         cli = build_cli(args)
@@ -119,7 +126,7 @@ def test_data_and_benchmark_are_dispatched(command: str, usage: str, capsys) -> 
 
 
 def test_quickstart_fast_dev_run(cache: Path, tmp_path: Path) -> None:
-    args = ["fit", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    args = ["fit", "-c", QUICKSTART, *tiny_data(cache), *tiny_model(), *tiny_trainer(tmp_path)]
     cli = build_cli(args + ["--trainer.fast_dev_run=1"])
     assert cli.trainer.global_step == 1
     assert isinstance(cli.model, FlashDepthTask)
@@ -136,7 +143,7 @@ def test_checkpoint_rebuilds_the_task_from_its_hyperparameters(checkpoint: Path)
 
 
 def test_test_from_checkpoint_reports_every_metric(checkpoint, cache, tmp_path) -> None:
-    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_model(), *tiny_trainer(tmp_path)]
     cli = build_cli(args + [f"--ckpt_path={checkpoint}"])
     metrics = cli.trainer.callback_metrics
     for key in ("abs_rel", "delta1", "boundary_f1", "flicker"):
@@ -185,10 +192,17 @@ def test_fit_ends_with_metrics_checkpoints_and_next_commands(quickstart) -> None
     assert report[7] == "next"
     test_command = shlex.split(report[8])
     assert test_command == ["flashdepth", "test", *quickstart.args[1:], "--ckpt_path", str(best)]
-    stream = ["flashdepth", "stream", "VIDEO", "--model", "flashdepth-s", "--weights", str(best)]
-    assert report[9].split() == [*stream, "--out", "depth/"]
-    # the preset named there loads the checkpoint strictly
-    model = flashdepth.create_model("flashdepth-s", weights=str(best))
+    # the tiny test encoder is no preset: the report says so and gives predict instead of stream
+    assert report[9].startswith("  # no preset has this architecture (closest: ")
+    assert report[9].endswith(": flashdepth stream cannot build it; predict rebuilds it")
+    assert shlex.split(report[10]) == [
+        "flashdepth", "predict", *quickstart.args[1:], "--ckpt_path", str(best),
+        "--data", "datamodules.video.VideoDataModule", "--data.path", "VIDEO",
+        "--trainer.callbacks+=flashdepth.inference.PredictionWriter",
+        "--trainer.callbacks.output_dir", "depth/", "--return_predictions", "false",
+    ]  # fmt: skip
+    # the checkpoint holds FlashDepth's plain layout: the preset at this size loads it strictly
+    model = flashdepth.create_model("flashdepth-s", weights=str(best), encoder="vitt")
     stored = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     for name, value in model.state_dict().items():
         assert torch.equal(value, stored[f"model.{name}"]), name
@@ -203,14 +217,15 @@ def test_the_progress_bar_counts_the_runs_steps(quickstart) -> None:
 
 
 def test_test_without_weights_is_refused(cache: Path, tmp_path: Path) -> None:
-    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_model(), *tiny_trainer(tmp_path)]
     with pytest.raises(RuntimeError, match="random weights.*--ckpt_path"):
         build_cli(args)
 
 
 def test_predict_from_checkpoint_writes_depth_per_frame(checkpoint, cache, tmp_path) -> None:
     out = tmp_path / "depth"
-    args = ["predict", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    args = ["predict", "-c", QUICKSTART, *tiny_data(cache), *tiny_model()]
+    args += tiny_trainer(tmp_path)
     writer = "--trainer.callbacks+=flashdepth.inference.PredictionWriter"
     build_cli(args + [writer, f"--trainer.callbacks.output_dir={out}", f"--ckpt_path={checkpoint}"])
     units = [json.loads(path.read_text()) for path in sorted(out.glob("synthetic/*/units.json"))]
@@ -224,7 +239,7 @@ def test_predict_from_checkpoint_writes_depth_per_frame(checkpoint, cache, tmp_p
     assert np.isfinite(depth).all() and (depth >= 0).all()
 
 
-@pytest.mark.parametrize(("encoder", "width"), [("vits", 64), ("vitb", 128)])
+@pytest.mark.parametrize(("encoder", "width"), [("vitt", 32), ("vits", 64)])
 def test_temporal_width_follows_the_encoder(encoder: str, width: int) -> None:
     """One temporal overlay serves every encoder: the model calls the factory with its width."""
     gru = str(Path(QUICKSTART).parent / "ablations" / "temporal_gru.yaml")
@@ -239,7 +254,8 @@ def test_predict_on_a_cut_short_video_warns_and_fails(checkpoint, tmp_path, caps
     whole = write_video(tmp_path / "whole.mp4", frames=24)
     cut = truncate(whole, tmp_path / "cut.mp4", 0.5)
     out = tmp_path / "depth"
-    args = ["predict", "-c", QUICKSTART, *tiny_trainer(tmp_path), f"--ckpt_path={checkpoint}"]
+    args = ["predict", "-c", QUICKSTART, *tiny_model(), *tiny_trainer(tmp_path)]
+    args += [f"--ckpt_path={checkpoint}"]
     args += ["--data=datamodules.video.VideoDataModule", f"--data.path={cut}"]
     args += ["--data.short_side=28", "--data.chunk_frames=4", "--return_predictions=false"]
     args += ["--trainer.callbacks+=flashdepth.inference.PredictionWriter"]
@@ -256,7 +272,7 @@ def test_predict_on_a_cut_short_video_warns_and_fails(checkpoint, tmp_path, caps
 def test_a_ckpt_path_that_is_not_a_checkpoint_is_named(cache: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(random.Random(0).randbytes(4096))
-    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_trainer(tmp_path)]
+    args = ["test", "-c", QUICKSTART, *tiny_data(cache), *tiny_model(), *tiny_trainer(tmp_path)]
     with pytest.raises(
         CheckpointError, match=r"garbage\.ckpt is not a PyTorch checkpoint \("
     ) as caught:

@@ -3,7 +3,7 @@
 Every case runs the real command line (``flashdepth.cli.main``) and checks what is printed:
 the key or file at fault, the closest valid key, and no traceback unless ``--debug`` or
 ``FLASHDEPTH_DEBUG=1`` asks for one. All but the last three fail while parsing, before a
-model is built, so they are fast.
+model is built, so they are fast; those that build one build the tiny test encoder.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flashdepth.cli import EXIT_USAGE, main
-from tests.cli_overrides import tiny_trainer
+from tests.cli_overrides import tiny_model, tiny_trainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 QUICKSTART = str(RECIPES / "quickstart.yaml")
@@ -123,14 +123,17 @@ def test_garbage_as_ckpt_path_is_short_and_debug_shows_the_traceback(
 
 def test_missing_shards_are_named(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the eval recipe's data/shards/sintel does not exist here
-    args = ["test", "-c", str(RECIPES / "eval" / "sintel.yaml"), *tiny_trainer(tmp_path)]
+    args = ["test", "-c", str(RECIPES / "eval.yaml"), "-c", str(RECIPES / "eval" / "sintel.yaml")]
+    args += [*tiny_model(), *tiny_trainer(tmp_path)]
     err = failure(args, capsys)
     assert err.startswith("flashdepth test: error: ") and "data/shards/sintel" in err
     assert "Traceback" not in err
 
 
 def test_settings_the_classes_refuse_are_short_errors(capsys) -> None:
-    err = failure(["fit", "-c", QUICKSTART, "--model.init_args.freeze=[vitt]"], capsys)
+    err = failure(
+        ["fit", "-c", QUICKSTART, *tiny_model(), "--model.init_args.freeze=[vitt]"], capsys
+    )
     assert err.splitlines()[0] == (
         "flashdepth fit: error: the recipe's settings were refused: freeze=['vitt'] names "
         "unknown groups ['vitt']; the groups are ['vit', 'dpt', 'temporal', 'fusion']"
@@ -139,7 +142,7 @@ def test_settings_the_classes_refuse_are_short_errors(capsys) -> None:
 
 
 def test_a_gpu_recipe_on_a_machine_without_gpus_says_how_to_run_on_the_cpu(capsys) -> None:
-    args = ["fit", "-c", str(RECIPES / "stage1_s.yaml"), "--model.init_weights=null"]
+    args = ["fit", "-c", str(RECIPES / "stage1_s.yaml"), *tiny_model(), "--model.init_weights=null"]
     args += ["--trainer.accelerator=gpu", "--trainer.devices=4096"]  # more than any machine has
     err = failure(args, capsys)
     assert err.splitlines()[0].startswith("flashdepth fit: error: the Trainer refused the recipe")

@@ -1,7 +1,8 @@
 """Two-process DDP on CPU (gloo) through the CLI: gradients all-reduced, data split, metrics synced.
 
 Each rank trains on different clips; if gradients were not averaged across ranks (the
-reference implementation's bug), the replicas would drift apart after the first step.
+reference implementation's bug), the replicas would drift apart after the first step. The
+quickstart recipe runs with tiny data and the tiny test encoder: the test is about DDP.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from tests.cli_overrides import tiny_data, tiny_trainer
+from tests.cli_overrides import tiny_data, tiny_model, tiny_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,7 @@ def test_two_ranks_end_with_identical_weights_after_different_clips(tmp_path: Pa
         "-c",
         str(ROOT / "recipes" / "quickstart.yaml"),
         *tiny_data(tmp_path / "cache", clips=8),
+        *tiny_model(),
         *tiny_trainer(tmp_path / "run"),
         "--trainer.devices=2",
         "--trainer.strategy=ddp",

@@ -1,10 +1,11 @@
 """Tests of :mod:`flashdepth.export`: TorchScript and ONNX files of the streaming step.
 
-Three ViT-S presets (Mamba, GRU, no temporal module) are exported once per module at
-56x84, with their zero-initialised output layers randomised so that the carried state
-reaches the depth. The exported steps must stream like eager PyTorch, state carried.
-Measured on a 2-core CPU (torch 2.14, onnxruntime 1.32): TorchScript is bitwise equal,
-ONNX within 1e-6 of the output scale; the bounds below leave a margin of ten.
+Three FlashDepth-S presets (Mamba, GRU, no temporal module), built at the tiny test size
+(``vitt``: the same modules, narrower), are exported once per module at 56x84, with their
+zero-initialised output layers randomised so that the carried state reaches the depth. The
+exported steps must stream like eager PyTorch, state carried. Measured on a 2-core CPU
+(torch 2.14, onnxruntime 1.32): TorchScript is bitwise equal, ONNX within 1e-6 of the output
+scale; the bounds below leave a margin of ten.
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ from flashdepth.export import (
     main,
     parse_resolution,
 )
-from flashdepth.models.registry import create_model
 from flashdepth.transforms import Preprocess
+from tests.cli_overrides import tiny_preset
 
 SIZE = (56, 84)
 PRESETS = ("flashdepth-s", "flashdepth-s-gru", "flashdepth-s-none")
-#: The state of each preset for one video at 56x84 (the GRU's pooled grid is 1x1).
+#: The state of each preset (tiny size: DPT width 32) for one video at 56x84: Mamba's 4 blocks
+#: of 4 heads of 32 channels, the GRU's hidden map of the 1x1 pooled grid.
 STATE_SHAPES = {
-    "flashdepth-s": (1, 4, 8, 32, 256),
-    "flashdepth-s-gru": (1, 64, 1, 1),
+    "flashdepth-s": (1, 4, 4, 32, 256),
+    "flashdepth-s-gru": (1, 32, 1, 1),
     "flashdepth-s-none": (1, 0),
 }
 #: Largest difference to eager relative to the output's scale (measured: 0 and ~1e-6).
@@ -82,10 +84,12 @@ class Exported:
 
 
 def streaming_model(name: str, **overrides: object) -> nn.Module:
-    """The preset with every zero-initialised weight matrix randomised (temporal output,
-    fusion outputs), so that the state and the teacher change the depth."""
+    """The preset at the tiny test size with every zero-initialised weight matrix randomised.
+
+    Randomising the temporal and fusion outputs makes the state and the teacher change the depth.
+    """
     torch.manual_seed(0)  # module fixtures run outside the seeding of conftest
-    model = create_model(name, **overrides).eval()
+    model = tiny_preset(name, **overrides).eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -124,8 +128,10 @@ def relative(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def stream(model: nn.Module, run: Callable, videos: int, frames: int = 3) -> list[float]:
-    """Stream random frames through ``model`` and ``run``, each with its own state; the
-    relative differences of depth and state, frame after frame."""
+    """Stream random frames through ``model`` and ``run``, each with its own state.
+
+    Returns the relative differences of depth and state, frame after frame.
+    """
     generator = torch.Generator().manual_seed(2)
     eager_state = model.init_state(videos, image_size=SIZE)
     file_state = eager_state.clone()
@@ -142,8 +148,10 @@ def stream(model: nn.Module, run: Callable, videos: int, frames: int = 3) -> lis
 @pytest.mark.parametrize("format", FORMATS)
 @pytest.mark.parametrize("name", PRESETS)
 def test_exported_files_stream_like_eager(exports: dict, name: str, format: str) -> None:
-    """The check run by ``export`` (3 frames, state carried; two videos for a dynamic
-    batch) measured the differences; the file describes itself."""
+    """The check run by ``export`` measured the differences; the file describes itself.
+
+    The check streams 3 frames, state carried (two videos for a dynamic batch).
+    """
     check = exports[name].checks[format]
     assert check.frames == 3
     assert max(check.depth_relative, check.state_relative) <= MAX_RELATIVE[format]
@@ -187,11 +195,11 @@ def test_onnx_files_have_the_documented_names_and_opset(exports: dict) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [(node.name, node.shape) for node in session.get_inputs()] == [
         ("frame", [1, 3, 56, 84]),
-        ("state", [1, 64, 1, 1]),
+        ("state", [1, 32, 1, 1]),
     ]
     assert [(node.name, node.shape) for node in session.get_outputs()] == [
         ("inverse_depth", [1, 56, 84]),
-        ("next_state", [1, 64, 1, 1]),
+        ("next_state", [1, 32, 1, 1]),
     ]
     dynamic = ort.InferenceSession(
         str(exports["flashdepth-s-none"].paths["onnx"]), providers=["CPUExecutionProvider"]
@@ -213,8 +221,10 @@ def test_check_finds_a_file_of_other_weights(exports: dict) -> None:
 
 
 class RunningMeanDepth(nn.Module):
-    """A tiny streaming model of the contract: depth = ReLU(1x1 conv) + the state's mean,
-    the state an exponential mean of the frames' channel means."""
+    """A tiny streaming model of the contract: depth = ReLU(1x1 conv) + the state's mean.
+
+    The state is an exponential mean of the frames' channel means.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -278,7 +288,7 @@ def test_readme_snippet_streams_a_video_like_the_eager_model(
 
 
 def test_cli_writes_the_weights_it_is_given(
-    exports: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exports: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_presets: None
 ) -> None:
     model = exports["flashdepth-s-none"].model
     weights, out = tmp_path / "weights.pt", tmp_path / "out" / "s-none.pt"
@@ -345,11 +355,11 @@ def test_missing_onnx_packages_say_what_to_install(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # some 80 s on 2 cores even at the tiny size: ONNX export time, not compute
 def test_hybrid_full_exports_with_its_teacher(tmp_path: Path) -> None:
     model = streaming_model("flashdepth-full", teacher_resolution=28)  # teacher sees 28x42
     exported = export_both(model, "flashdepth-full", tmp_path, dynamic_batch=False)
     for format, path in exported.paths.items():
         run, info = load_exported(path)
-        assert info.shapes["state"] == (1, 4, 8, 32, 256)
+        assert info.shapes["state"] == STATE_SHAPES["flashdepth-s"]  # the student's state
         assert max(stream(model, run, videos=1)) <= MAX_RELATIVE[format]

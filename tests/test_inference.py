@@ -3,7 +3,7 @@
 The predict path (``FlashDepthTask.predict_step`` through ``ClipPredictor``, written by
 ``PredictionWriter``) and the stream path (``StreamingPredictor`` through ``run_stream`` into
 the sinks) must give the same files with the same values: one way to carry the temporal
-state, one way to write depth.
+state, one way to write depth. The models are presets at the tiny test size.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from datamodules.video import VideoDataModule
-from flashdepth import create_model
 from flashdepth.inference import PredictionWriter, StreamingPredictor, completed, make_sinks
 from flashdepth.inference.pipeline import run_stream
 from flashdepth.inference.sources import open_source
 from flashdepth.inference.writer import merge_written
 from flashdepth.task import FlashDepthTask
+from tests.cli_overrides import tiny_preset
 from tests.inference.media import write_video
 
 HEIGHT, WIDTH = 48, 64
@@ -49,7 +49,7 @@ def predict_video(task: FlashDepthTask, video: Path, out: Path, chunk: int) -> N
 
 @pytest.fixture
 def weights(tmp_path: Path) -> Path:
-    model = create_model("flashdepth-s-gru")
+    model = tiny_preset("flashdepth-s-gru")
     nn.init.normal_(model.temporal_out[1].weight, std=0.5)  # make the carried state matter
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     return tmp_path / "weights.pth"
@@ -57,7 +57,7 @@ def weights(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def task(weights: Path) -> FlashDepthTask:
-    return FlashDepthTask(create_model("flashdepth-s-gru"), init_weights=str(weights))
+    return FlashDepthTask(tiny_preset("flashdepth-s-gru"), init_weights=str(weights))
 
 
 def test_predict_writes_what_stream_writes_in_chunks_of_any_length(
@@ -66,7 +66,7 @@ def test_predict_writes_what_stream_writes_in_chunks_of_any_length(
     video = write_video(tmp_path / "clip.mp4", frames=7, size=(HEIGHT, WIDTH))
     predict_video(task, video, tmp_path / "chunks", chunk=3)
     predict_video(task, video, tmp_path / "whole", chunk=7)
-    model = create_model("flashdepth-s-gru")
+    model = tiny_preset("flashdepth-s-gru")
     model.load_state_dict(torch.load(weights))
     predictor = StreamingPredictor(model, resolution=42)
     run_stream(open_source(str(video)), predictor, make_sinks(["npy"]), tmp_path / "stream")
@@ -118,7 +118,7 @@ def test_png16_stores_hundredths_skips_padding_and_states_units_at_the_end(tmp_p
     assert not completed(tmp_path / "sintel", "alley_1")  # not before prediction ends
 
     trainer = SimpleNamespace(is_global_zero=True, precision="32-true", ckpt_path=None)
-    writer.on_predict_end(trainer, SimpleNamespace(model=create_model("flashdepth-s-none")))
+    writer.on_predict_end(trainer, SimpleNamespace(model=tiny_preset("flashdepth-s-none")))
     assert completed(tmp_path / "sintel", "alley_1", ["png16", "exr"])
     assert not (tmp_path / "sintel" / "pad").exists()
     units = json.loads((tmp_path / "sintel/alley_1/units.json").read_text())

@@ -1,11 +1,11 @@
 """Ctrl-C during ``flashdepth fit`` and ``--ckpt_path last``: the run continues where it stopped.
 
-The quickstart recipe runs as the README gives it, from a working folder, with tiny data: its
-run folder is ``runs/quickstart``. Ctrl-C is a real SIGINT sent to the test process during
-step 2, the last step of the first epoch (the training stream is seeded by epoch, so the
-data position is exact there); the run saves at the end of that epoch and stops as
-Lightning stops on Ctrl-C. The resumed run is the command the interrupted one printed; it
-must end at the step, weights and learning rates of an uninterrupted run.
+The quickstart recipe runs as the README gives it, from a working folder, with tiny data and the
+tiny test encoder: its run folder is ``runs/quickstart``. Ctrl-C is a real SIGINT sent to the
+test process during step 2, the last step of the first epoch (the training stream is seeded by
+epoch, so the data position is exact there); the run saves at the end of that epoch and stops as
+Lightning stops on Ctrl-C. The resumed run is the command the interrupted one printed; it must
+end at the step, weights and learning rates of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from flashdepth.callbacks import save_atomically
 from flashdepth.cli import EXIT_INTERRUPTED, main
 from flashdepth.task import FlashDepthTask
-from tests.cli_overrides import tiny_data
+from tests.cli_overrides import tiny_data, tiny_model
 
 QUICKSTART = str(Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml")
 LAST = Path("runs/quickstart/checkpoints/last.ckpt")
@@ -46,7 +46,7 @@ def ctrl_c_in_step_2(task: FlashDepthTask, batch: dict, batch_idx: int) -> None:
 def test_ctrl_c_saves_last_and_the_printed_command_resumes_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd, sigint_handler
 ) -> None:
-    args = ["fit", "-c", QUICKSTART, *tiny_data(tmp_path / "cache")]
+    args = ["fit", "-c", QUICKSTART, *tiny_data(tmp_path / "cache"), *tiny_model()]
     args += ["--trainer.max_steps=4", "--trainer.val_check_interval=2"]
     args += ["--trainer.enable_model_summary=false"]
     args += ["--model.warmup_steps=3"]

@@ -1,5 +1,9 @@
-"""The whole two-stage chain on a laptop: stage 1 S and L from scratch, then stage 2 from their
-checkpoints, through the real command line with the real recipes (tiny models and data)."""
+"""The whole two-stage chain on a laptop: stage 1 S and L from scratch, then stage 2.
+
+Stage 2 starts from their checkpoints; all runs go through the real command line with the real
+recipes (tiny data, and the tiny test encoder in place of ViT-S and ViT-L: the recipes' stages,
+temporal components and fusion stay).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 import torch
 
 from flashdepth.cli import build_cli, main
-from tests.cli_overrides import SMALL_MODEL, tiny_data, tiny_trainer
+from tests.cli_overrides import tiny_data, tiny_model, tiny_trainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -23,9 +27,10 @@ def checkpointing(folder: Path) -> list[str]:
     ]
 
 
-def fit(recipe: str, root: Path, cache: Path, *extra: str) -> Path:
-    """Two training steps of a recipe; returns its ``last.ckpt``."""
-    args = ["fit", "-c", str(RECIPES / recipe), *tiny_data(cache), *tiny_trainer(root)]
+def fit(recipes: list[str], root: Path, cache: Path, *extra: str) -> Path:
+    """Two training steps of a recipe and its overlays; returns its ``last.ckpt``."""
+    configs = [word for recipe in recipes for word in ("-c", str(RECIPES / recipe))]
+    args = ["fit", *configs, *tiny_data(cache), *tiny_trainer(root)]
     args += ["--trainer.max_steps=2", "--trainer.limit_val_batches=0"]
     args += ["--trainer.num_sanity_val_steps=0", *checkpointing(root / "checkpoints"), *extra]
     build_cli(args)
@@ -40,18 +45,18 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_stage1_then_stage2_then_test(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cache = tmp_path / "synthetic"
-    stage1_s = fit("stage1_s.yaml", tmp_path / "s", cache, "--model.init_weights=null")
-    # stage 1 L with ViT-S pieces (a ViT-L teacher is too slow for a CPU test)
+    no_weights = "--model.init_weights=null"
+    stage1_s = fit(["stage1_s.yaml"], tmp_path / "s", cache, no_weights, *tiny_model())
     stage1_l = fit(
-        "stage1_l.yaml", tmp_path / "l", cache, "--model.init_weights=null", *SMALL_MODEL
+        ["stage1_s.yaml", "stage1_l.yaml"], tmp_path / "l", cache, no_weights, *tiny_model()
     )
     sources = json.dumps({"student": str(stage1_s), "teacher": str(stage1_l)})
     stage2 = fit(
-        "stage2.yaml",
+        ["stage2.yaml"],
         tmp_path / "full",
         cache,
         f"--model.init_weights={sources}",
-        "--model.model.init_args.teacher_encoder=vits",
+        *tiny_model(teacher=True),
         "--model.model.init_args.teacher_resolution=28",  # the 42x56 frames are downscaled
     )
 
@@ -68,7 +73,8 @@ def test_stage1_then_stage2_then_test(tmp_path: Path, capsys: pytest.CaptureFixt
         assert full[f"fusion.blocks.{block}.mlp.2.weight"].abs().sum() > 0
 
     capsys.readouterr()
-    test = ["test", "-c", str(RECIPES / "eval" / "sintel.yaml"), *tiny_data(cache)]
+    test = ["test", "-c", str(RECIPES / "eval.yaml"), "-c", str(RECIPES / "eval" / "sintel.yaml")]
+    test += tiny_data(cache)
     assert main([*test, *tiny_trainer(tmp_path / "test"), f"--ckpt_path={stage2}"]) == 0
     printed = capsys.readouterr().out
     for metric in ("abs_rel", "delta1", "boundary_f1", "flicker"):

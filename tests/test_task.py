@@ -1,4 +1,8 @@
-"""Tests of flashdepth.task: optimiser groups, warm-up, weights, evaluation, streaming."""
+"""Tests of flashdepth.task: optimiser groups, warm-up, weights, evaluation, streaming.
+
+The presets are built at the tiny test size (``vitt``): the task, not the architecture, is
+under test.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from lightning.pytorch import Trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
-from flashdepth import create_model
 from flashdepth.metrics import VideoDepthMetrics
 from flashdepth.task import FlashDepthTask
 from flashdepth.transforms import normalize
+from tests.cli_overrides import tiny_preset
 
 H, W = 42, 56
 
@@ -52,7 +56,7 @@ def loader(*batches: dict) -> DataLoader:
 
 
 def test_parameter_groups_cover_every_parameter_with_its_learning_rate() -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"), lr_vit=1.0, lr_dpt=2.0, lr_temporal=3.0)
+    task = FlashDepthTask(tiny_preset("flashdepth-s"), lr_vit=1.0, lr_dpt=2.0, lr_temporal=3.0)
     optimizer = task.configure_optimizers()["optimizer"]
     by_name = {g["name"]: g for g in optimizer.param_groups}
     assert {n: g["initial_lr"] for n, g in by_name.items()} == {
@@ -76,7 +80,7 @@ def test_parameter_groups_cover_every_parameter_with_its_learning_rate() -> None
 
 def test_a_frozen_teacher_is_in_no_group_and_fusion_has_its_own() -> None:
     with torch.device("meta"):
-        model = create_model("flashdepth-full")
+        model = tiny_preset("flashdepth-full")
     task = FlashDepthTask(model, lr_fusion=7.0)
     optimizer = task.configure_optimizers()["optimizer"]
     by_name = {g["name"]: g for g in optimizer.param_groups}
@@ -90,16 +94,16 @@ def test_a_frozen_teacher_is_in_no_group_and_fusion_has_its_own() -> None:
 
 
 def test_freeze_removes_a_group_from_training() -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"), freeze=["vit"])
+    task = FlashDepthTask(tiny_preset("flashdepth-s"), freeze=["vit"])
     assert not any(p.requires_grad for p in task.model.pretrained.parameters())
     names = [g["name"] for g in task.configure_optimizers()["optimizer"].param_groups]
     assert names == ["dpt", "temporal"]
     with pytest.raises(ValueError, match="unknown groups \\['encoder'\\]"):
-        FlashDepthTask(create_model("flashdepth-s"), freeze=["encoder"])
+        FlashDepthTask(tiny_preset("flashdepth-s"), freeze=["encoder"])
 
 
 def test_parameters_outside_every_group_are_refused() -> None:
-    model = create_model("depth-anything-v2-vits")
+    model = tiny_preset("depth-anything-v2-vits")
     model.extra_head = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="extra_head.weight"):
         FlashDepthTask(model)
@@ -109,7 +113,7 @@ def test_parameters_outside_every_group_are_refused() -> None:
     ("steps", "factors"), [(100, {0: 1e-4, 50: 0.50005, 100: 1.0}), (0, {0: 1.0})]
 )
 def test_linear_warmup_then_constant(steps: int, factors: dict[int, float]) -> None:
-    task = FlashDepthTask(create_model("depth-anything-v2-vits"), warmup_steps=steps, lr_vit=1.0)
+    task = FlashDepthTask(tiny_preset("depth-anything-v2-vits"), warmup_steps=steps, lr_vit=1.0)
     configured = task.configure_optimizers()
     optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
     assert isinstance(scheduler, torch.optim.lr_scheduler.LinearLR)
@@ -124,7 +128,7 @@ def test_linear_warmup_then_constant(steps: int, factors: dict[int, float]) -> N
 
 
 def test_training_steps_follow_the_warmup_and_log_lr_per_group(tmp_path) -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"), warmup_steps=4, lr_dpt=1e-3)
+    task = FlashDepthTask(tiny_preset("flashdepth-s"), warmup_steps=4, lr_dpt=1e-3)
     fit = trainer(tmp_path, max_steps=2, limit_val_batches=0)
     fit.fit(task, loader(batch(["a"]), batch(["a"], start=3)))
     assert fit.global_step == 2
@@ -135,9 +139,9 @@ def test_training_steps_follow_the_warmup_and_log_lr_per_group(tmp_path) -> None
 
 
 def test_init_weights_are_loaded_when_a_run_starts(tmp_path) -> None:
-    source = create_model("flashdepth-s")
+    source = tiny_preset("flashdepth-s")
     torch.save(source.state_dict(), tmp_path / "weights.pth")
-    task = FlashDepthTask(create_model("flashdepth-s"), init_weights=str(tmp_path / "weights.pth"))
+    task = FlashDepthTask(tiny_preset("flashdepth-s"), init_weights=str(tmp_path / "weights.pth"))
     assert not torch.equal(
         task.model.depth_head.scratch.layer1_rn.weight, source.depth_head.scratch.layer1_rn.weight
     )
@@ -148,13 +152,13 @@ def test_init_weights_are_loaded_when_a_run_starts(tmp_path) -> None:
 
 
 def test_test_refuses_random_weights(tmp_path) -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"))
+    task = FlashDepthTask(tiny_preset("flashdepth-s"))
     with pytest.raises(RuntimeError, match="--ckpt_path .* --model.init_weights"):
         trainer(tmp_path).test(task, loader(batch(["a"])))
 
 
 def test_evaluation_is_per_dataset_skips_padding_and_averages(tmp_path) -> None:
-    task = FlashDepthTask(create_model("flashdepth-s"))
+    task = FlashDepthTask(tiny_preset("flashdepth-s"))
     first, second = batch(["sintel", "eth3d"], padding=[False, True]), batch(["eth3d"], start=9)
     results = trainer(tmp_path).validate(task, loader(first, second))[0]
 
@@ -179,7 +183,7 @@ def test_evaluation_is_per_dataset_skips_padding_and_averages(tmp_path) -> None:
 
 
 def test_predict_carries_the_state_within_a_video_and_resets_on_a_new_one(tmp_path) -> None:
-    model = create_model("flashdepth-s")
+    model = tiny_preset("flashdepth-s")
     nn.init.normal_(model.temporal_out[1].weight, std=0.5)  # make the state matter
     torch.save(model.state_dict(), tmp_path / "w.pth")
     task = FlashDepthTask(model, init_weights=str(tmp_path / "w.pth"))

@@ -49,7 +49,9 @@ class DepthAnythingV2(nn.Module):
     reuse :meth:`encode_layers` and the decoder stages.
 
     Args:
-        encoder: ``"vits"``, ``"vitb"``, ``"vitl"`` or ``"vitg"``.
+        encoder: ``"vits"``, ``"vitb"``, ``"vitl"`` or ``"vitg"``; ``"vitt"`` is a tiny size
+            for tests and debugging that no released checkpoint fits
+            (:data:`~flashdepth.models.encoder.TEST_VIT_CONFIGS`).
     """
 
     def __init__(self, encoder: str = "vits") -> None:
@@ -125,8 +127,10 @@ class DepthAnythingV2(nn.Module):
         return depth.unflatten(0, clip.shape[:2]), state  # (B*T, H, W) -> (B, T, H, W)
 
     def forward(self, clip: Tensor, state: Tensor | None = None) -> Tensor:
-        """Relative inverse depth of a clip ``(B, T, 3, H, W)`` -> ``(B, T, H, W)``, or of an
-        image batch ``(B, 3, H, W)`` -> ``(B, H, W)`` (the official model's call)."""
+        """Relative inverse depth of a clip, or of an image batch as the official model takes.
+
+        ``(B, T, 3, H, W)`` -> ``(B, T, H, W)``; ``(B, 3, H, W)`` -> ``(B, H, W)``.
+        """
         if clip.ndim == 4:
             return self._per_frame(clip)
         if state is None:

@@ -10,6 +10,9 @@ differ from a stock timm model:
   released weights;
 * :meth:`DinoV2Encoder.get_intermediate_layers` returns the normalised patch tokens of
   the blocks the DPT decoder reads, with activation checkpointing honoured.
+
+Besides the four released sizes (:data:`VIT_CONFIGS`), :data:`TEST_VIT_CONFIGS` holds
+``vitt``, a tiny ViT for fast tests and debugging that no released checkpoint fits.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ class VitConfig:
     """One Depth Anything V2 variant: its ViT and the width of its DPT decoder.
 
     Attributes:
-        timm_name: timm model name with the same architecture.
+        timm_name: timm model name with the same architecture; for a test size, the timm
+            model it shrinks (``timm.create_model(timm_name, embed_dim=..., depth=...,
+            num_heads=...)`` has its layout).
         embed_dim: Token width ``C``.
         depth: Number of transformer blocks.
         num_heads: Attention heads per block.
@@ -95,13 +100,39 @@ VIT_CONFIGS: dict[str, VitConfig] = {
 }
 
 
+#: Sizes with no released weights, for fast tests and debugging; built like the released ones
+#: (timm ``VisionTransformer`` with DINOv2 semantics). ``vitt`` ("tiny", 48 wide; not timm's
+#: 192-wide ViT-Ti) has 4 blocks, all read by the DPT, and a 32-wide DPT, the narrowest at which
+#: both released Mamba configurations fit (expand x width a multiple of the head dim: 4 x 32 of
+#: 32, 2 x 32 of 64), so every recipe and preset takes ``encoder: vitt`` with no other change.
+#: Depth Anything V2 at this size has 0.43 M parameters (ViT 0.21 M), ViT-S's 24.8 M.
+TEST_VIT_CONFIGS: dict[str, VitConfig] = {
+    "vitt": VitConfig(
+        timm_name="vit_small_patch14_dinov2",
+        embed_dim=48,
+        depth=4,
+        num_heads=3,
+        layer_indices=(0, 1, 2, 3),
+        dpt_features=32,
+        dpt_out_channels=(8, 16, 32, 48),
+    ),
+}
+
+
 def vit_config(variant: str) -> VitConfig:
-    """The :data:`VIT_CONFIGS` entry of ``variant``, with a helpful error for unknown names."""
-    if variant not in VIT_CONFIGS:
-        raise ValueError(
-            f"Unknown Depth Anything V2 encoder {variant!r}; choose one of {sorted(VIT_CONFIGS)}."
-        )
-    return VIT_CONFIGS[variant]
+    """The :data:`VIT_CONFIGS` or :data:`TEST_VIT_CONFIGS` entry of ``variant``.
+
+    Raises:
+        ValueError: For an unknown name, listing the released sizes and the test size.
+    """
+    if variant in VIT_CONFIGS:
+        return VIT_CONFIGS[variant]
+    if variant in TEST_VIT_CONFIGS:
+        return TEST_VIT_CONFIGS[variant]
+    raise ValueError(
+        f"Unknown Depth Anything V2 encoder {variant!r}; choose one of {sorted(VIT_CONFIGS)} "
+        f"(or, for tests and debugging without released weights, {sorted(TEST_VIT_CONFIGS)})."
+    )
 
 
 def interpolate_pos_embed(pos_embed: Tensor, grid_hw: tuple[int, int]) -> Tensor:
@@ -171,7 +202,8 @@ class DinoV2Encoder(VisionTransformer):
     DINOv2 names ``mlp.w12``/``mlp.w3`` are read as timm's ``mlp.fc1``/``mlp.fc2``.
 
     Args:
-        variant: ``"vits"``, ``"vitb"``, ``"vitl"`` or ``"vitg"``.
+        variant: ``"vits"``, ``"vitb"``, ``"vitl"`` or ``"vitg"``; ``"vitt"`` builds the tiny
+            test size (:data:`TEST_VIT_CONFIGS`, random weights only).
     """
 
     def __init__(self, variant: str = "vits") -> None:
@@ -211,7 +243,7 @@ class DinoV2Encoder(VisionTransformer):
         return tokens + interpolate_pos_embed(self.pos_embed, (h, w)).to(tokens.dtype)
 
     def forward_features(self, x: Tensor, **kwargs: Any) -> Tensor:
-        """timm's final normalised tokens ``(B, 1 + h*w, C)``, after checking the input size."""
+        """The final normalised tokens ``(B, 1 + h*w, C)`` (timm's), after checking the size."""
         check_input_size(x.shape[-2], x.shape[-1])
         return super().forward_features(x, **kwargs)
 

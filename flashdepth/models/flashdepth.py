@@ -52,9 +52,10 @@ def released_mamba(encoder: str) -> TemporalFactory:
     """The Mamba configuration of the released weights for an encoder size, as a factory.
 
     ViT-S (DPT width 64) uses expand 4 and head dim 32; the larger encoders use
-    expand 2 and head dim 64 (8 heads in both released models).
+    expand 2 and head dim 64 (8 heads in both released models). The tiny test size
+    ``vitt`` (DPT width 32, no released weights) takes ViT-S's: 4 heads of 32.
     """
-    if encoder == "vits":
+    if encoder in ("vits", "vitt"):
         return partial(MambaTemporal, expand=4, headdim=32)
     return partial(MambaTemporal, expand=2, headdim=64)
 
@@ -63,7 +64,8 @@ class FlashDepth(DepthAnythingV2):
     """Streaming video depth: DAv2 plus a temporal component (dependency-injected).
 
     Args:
-        encoder: DINOv2 size, one of ``vits``, ``vitb``, ``vitl``, ``vitg``.
+        encoder: DINOv2 size, one of ``vits``, ``vitb``, ``vitl``, ``vitg``, or ``vitt``, the
+            tiny test size without released weights (fast tests and debugging).
         temporal: Factory of the temporal component, called with the encoder's DPT width:
             a class (``GRUTemporal``), a ``functools.partial`` or, in YAML, ``class_path`` and
             ``init_args`` without ``dim``. ``None`` builds the released Mamba configuration.
@@ -209,8 +211,10 @@ class FlashDepth(DepthAnythingV2):
     def temporal_at(
         self, stage: int, x: Tensor, batch: int, time: int, state: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """``F + Out(Up(T(Pool(F))))`` on stage features ``(B*T, C, h, w)`` at this model's
-        stage; ``(x, state)`` unchanged at every other stage."""
+        """``F + Out(Up(T(Pool(F))))`` on the stage features ``(B*T, C, h, w)`` of this stage.
+
+        At every other stage ``(x, state)`` is returned unchanged.
+        """
         if stage != self.stage:
             return x, state
         height, width = x.shape[-2:]

@@ -22,8 +22,10 @@ SHAPE = (5, 12, 16)
 
 
 def known_depth(seed: int = 0, shape: tuple[int, int, int] = SHAPE, sky: bool = True) -> np.ndarray:
-    """(T, H, W) float32 depth in metres: a slanted floor 2-20 m, a box at 1.5 m, NaN corner,
-    and (``sky``) +inf in the top two rows."""
+    """(T, H, W) float32 depth in metres: a slanted floor 2-20 m, a box at 1.5 m, NaN corner.
+
+    With ``sky``, the top two rows are +inf.
+    """
     frames, height, width = shape
     rng = np.random.default_rng(seed)
     rows = np.linspace(20.0, 2.0, height, dtype=np.float32)[:, None]

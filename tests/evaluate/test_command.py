@@ -2,9 +2,9 @@
 
 The evaluation shards are the synthetic test split that ``flashdepth test`` reads with the
 CLI tests' tiny overrides (2 videos of 4 frames, 42x56). FlashDepth-S and Depth Anything V2
-(ViT-S, per frame) with random weights stream those frames with ``flashdepth stream``; an
-"external method" is the ground truth with a drifting per-frame scale, written as 16-bit PNG
-depth in millimetres at half resolution.
+(per frame), both at the tiny test size with random weights, stream those frames with
+``flashdepth stream``; an "external method" is the ground truth with a drifting per-frame
+scale, written as 16-bit PNG depth in millimetres at half resolution.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-import flashdepth
 from datamodules.format import decode_clip
 from datamodules.shards import expand_shards, read_shard
 from datamodules.synthetic import ensure_synthetic_dataset
@@ -28,7 +27,7 @@ from flashdepth.evaluate.ground_truth import list_videos, read_targets
 from flashdepth.inference.command import main as stream
 from flashdepth.metrics import VideoDepthMetrics
 from flashdepth.transforms import postprocess
-from tests.cli_overrides import tiny_data, tiny_trainer
+from tests.cli_overrides import shrink_presets, tiny_data, tiny_model, tiny_preset, tiny_trainer
 
 QUICKSTART = str(Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml")
 METRICS = ("abs_rel", "delta1", "boundary_f1", "flicker")
@@ -60,16 +59,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     for name in ("flashdepth-s", "depth-anything-v2-vits"):
         torch.manual_seed(0)
         weights[name] = root / f"{name}.pth"
-        torch.save(flashdepth.create_model(name).state_dict(), weights[name])
+        torch.save(tiny_preset(name).state_dict(), weights[name])
         command = [str(root / "frames"), "--out", str(root / name), "--model", name,
                    "--weights", str(weights[name]), "--resolution", "42", "--formats", "exr",
                    "--device", "cpu", "--no-progress"]  # fmt: skip
-        assert stream(command) == 0
+        with pytest.MonkeyPatch.context() as patch:
+            shrink_presets(patch)  # --model NAME builds the preset at the tiny size
+            assert stream(command) == 0
     return {"root": root, "cache": cache, "gt": gt, "weights": weights["flashdepth-s"]}
 
 
 def test_evaluate_reproduces_flashdepth_test_exactly(data, tmp_path) -> None:
-    args = ["test", "-c", QUICKSTART, *tiny_data(data["cache"]), *tiny_trainer(tmp_path)]
+    args = ["test", "-c", QUICKSTART, *tiny_data(data["cache"]), *tiny_model()]
+    args += tiny_trainer(tmp_path)
     cli = build_cli(args + [f"--model.init_weights={data['weights']}"])
     tested = {key: float(cli.trainer.callback_metrics[f"test/synthetic/{key}"]) for key in METRICS}
     out = tmp_path / "eval"

@@ -39,8 +39,11 @@ def write_video(
     audio: str | None = None,
     index_first: bool = True,
 ) -> Path:
-    """Encode ``frames`` ramp frames of ``size`` ``(H, W)``; ``audio``: ``"aac"``/``"pcm_s16le"``;
-    ``index_first``: the moov index before the data (else after it, FFmpeg's default)."""
+    """Encode ``frames`` ramp frames of ``size`` ``(H, W)`` into an mp4 at ``path``.
+
+    ``audio``: ``"aac"``/``"pcm_s16le"``; ``index_first``: the moov index before the data
+    (else after it, FFmpeg's default).
+    """
     options = {"movflags": "faststart"} if index_first else {}
     with av.open(str(path), "w", options=options) as container:
         video = container.add_stream("libx264", rate=fps)

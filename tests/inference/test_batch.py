@@ -1,8 +1,9 @@
-"""Tests of BatchRunner: failures recorded while the batch goes on, cut-short videos, output
-name clashes found when opening, live input stopped by Ctrl-C, progress lines and the report.
+"""Tests of BatchRunner: a batch of inputs through one predictor, failures and all.
 
-The predictor is a real FlashDepth-S without temporal module (random weights) at a 28 px
-network input, and sources and sinks are the real ones on tiny videos written here.
+Failures are recorded while the batch goes on; cut-short videos, output name clashes found
+when opening, live input stopped by Ctrl-C, progress lines and the report. The predictor is a
+FlashDepth without temporal module at the tiny test size (random weights) at a 28 px network
+input, and sources and sinks are the real ones on tiny videos written here.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import OpenEXR
 import pytest
 from rich.console import Console
 
-import flashdepth
 from flashdepth.inference import batch
 from flashdepth.inference.batch import REPORT_FILE, BatchProgress, BatchRunner, InputResult
 from flashdepth.inference.frames import VideoInfo
 from flashdepth.inference.pipeline import FrameReport
 from flashdepth.inference.predictor import StreamingPredictor
 from flashdepth.inference.sources import BufferedSource
+from tests.cli_overrides import tiny_preset
 from tests.inference.media import ramp_frame, truncate, write_png, write_video
 
 HEIGHT, WIDTH = 48, 64
@@ -33,7 +34,7 @@ HEIGHT, WIDTH = 48, 64
 
 @pytest.fixture(scope="module")
 def predictor() -> StreamingPredictor:
-    return StreamingPredictor(flashdepth.create_model("flashdepth-s-none"), resolution=28)
+    return StreamingPredictor(tiny_preset("flashdepth-s-none"), resolution=28)
 
 
 def runner(predictor: StreamingPredictor, out: Path, formats: list[str]) -> BatchRunner:

@@ -1,5 +1,8 @@
-"""Tests of ``flashdepth benchmark stream-io`` on a tiny run: its video, and a table whose numbers
-agree with each other (no timing is asserted: the machine decides those)."""
+"""Tests of ``flashdepth benchmark stream-io`` on a tiny run: its video, and its table.
+
+The table's numbers must agree with each other; no timing is asserted (the machine decides
+those).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-import flashdepth
 from flashdepth.inference.benchmark_io import (
     benchmark_stream_io,
     format_report,
@@ -22,6 +24,7 @@ from flashdepth.inference.benchmark_io import (
 )
 from flashdepth.inference.predictor import StreamingPredictor
 from flashdepth.inference.sources import open_source
+from tests.cli_overrides import tiny_preset
 
 #: The tiny run: large frames (many bytes to preload) through a tiny network input.
 HEIGHT, WIDTH, FRAMES, EARLY = 280, 504, 120, 10
@@ -51,7 +54,7 @@ def value(table: str, label: str) -> float:
 
 def test_a_tiny_run_prints_consistent_rates_and_preloading_holds_the_video(tmp_path: Path) -> None:
     torch.set_num_threads(1)  # the decoding and writing threads get the other core
-    predictor = StreamingPredictor(flashdepth.create_model("flashdepth-s-none"), resolution=28)
+    predictor = StreamingPredictor(tiny_preset("flashdepth-s-none"), resolution=28)
     results = benchmark_stream_io(
         predictor,
         tmp_path,

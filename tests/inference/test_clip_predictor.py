@@ -1,5 +1,8 @@
-"""Tests of ClipPredictor: clips of several videos in batches carry each video's state exactly as
-one StreamingPredictor streaming the video whole, wherever the clips fall."""
+"""Tests of ClipPredictor: clips of several videos in batches carry each video's state.
+
+They give exactly what one StreamingPredictor streaming the video whole gives, wherever the
+clips fall.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-import flashdepth
 from flashdepth.inference.clip_predictor import ClipPredictor, ambient_dtype
 from flashdepth.inference.predictor import StreamingPredictor
+from tests.cli_overrides import tiny_preset
 
 FRAMES, SIDE = 6, 28
 
@@ -17,7 +20,7 @@ FRAMES, SIDE = 6, 28
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     torch.manual_seed(0)
-    model = flashdepth.create_model("flashdepth-s-gru")
+    model = tiny_preset("flashdepth-s-gru")
     nn.init.normal_(model.temporal_out[1].weight, std=0.5)  # the carried state matters
     return model.eval()
 

@@ -1,13 +1,13 @@
 """Tests of ``flashdepth stream`` (``flashdepth.inference.command.main``), run in-process.
 
-Videos are tiny H.264 mp4s written here (48x64, 30000/1001 fps); the model is FlashDepth-S
-without temporal module at a 28 px network input. Usage errors must be found before the
-model is loaded: those tests make ``create_model`` fail if it is called.
+Videos are tiny H.264 mp4s written here (48x64, 30000/1001 fps); the model is FlashDepth without
+temporal module at the tiny test size (``tiny_presets``) and a 28 px network input. Usage errors
+must be found before the model is loaded: those tests make ``create_model`` fail if it is
+called.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -19,31 +19,22 @@ import pytest
 import torch
 from torch import nn
 
-import flashdepth
 from flashdepth.inference.command import collect_inputs, main, parse_fps, parse_resolution
 from flashdepth.inference.predictor import StreamingPredictor
+from flashdepth.models import registry
+from tests.cli_overrides import tiny_preset
 from tests.inference.media import NTSC, ramp_frame, write_png, write_video
 
 SMALL = ["--model", "flashdepth-s-none", "--resolution", "28", "--no-progress"]
 
 
+#: Every preset is built at the tiny test size (``flashdepth.create_model`` is patched).
+pytestmark = pytest.mark.usefixtures("tiny_presets")
+
+
 @pytest.fixture(scope="module")
 def built() -> nn.Module:
-    return flashdepth.create_model("flashdepth-s-none")
-
-
-@pytest.fixture(autouse=True)
-def _build_once(built: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``create_model("flashdepth-s-none")`` without weights returns a copy of one model
-    built for the module (weights still go through the real loader)."""
-    create = flashdepth.create_model
-
-    def create_or_copy(name: str, weights: str | None = None, **overrides: object) -> nn.Module:
-        if name == "flashdepth-s-none" and weights is None and not overrides:
-            return copy.deepcopy(built)
-        return create(name, weights=weights, **overrides)
-
-    monkeypatch.setattr(flashdepth, "create_model", create_or_copy)
+    return tiny_preset("flashdepth-s-none")
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded before the usage error was found")
 
-    monkeypatch.setattr(flashdepth, "create_model", refuse)
+    monkeypatch.setattr(registry, "create_model", refuse)  # what flashdepth.create_model reads
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""Tests of ``flashdepth stream --devices N``: the plan, the probe, the merged report, and a real
-two-process CPU run (gloo) whose outputs equal a single process's, bit for bit.
+"""Tests of ``flashdepth stream --devices N``: the plan, the probe, the merged report, two ranks.
 
-The two-process run launches ``python -m flashdepth stream ... --devices 2`` in a subprocess,
-as a user would: Lightning Fabric then runs the same command again for rank 1.
+A real two-process CPU run (gloo) must give the outputs of a single process, bit for bit. The
+two-process run launches ``flashdepth stream ... --devices 2`` in a subprocess, as a user
+would (through :mod:`tests.inference.tiny_stream`, which builds the preset at the tiny test
+size): Lightning Fabric then runs the same command again for rank 1.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pytest
 import torch
 from torch import nn
 
-import flashdepth
 from flashdepth.inference.batch import InputResult
 from flashdepth.inference.command import main
 from flashdepth.inference.distributed import RankReport, merge_reports, plan_shares, probe_frames
+from tests.cli_overrides import tiny_preset
 from tests.inference.media import ramp_frame, write_png, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,18 +85,20 @@ def read_exr(path: Path) -> np.ndarray:
         return exr.channels()["Z"].pixels
 
 
-def test_two_cpu_processes_stream_every_video_once_and_equal_one_process(tmp_path: Path) -> None:
+def test_two_cpu_processes_stream_every_video_once_and_equal_one_process(
+    tmp_path: Path, tiny_presets: None
+) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
     for name, frames in LENGTHS.items():
         write_video(videos / f"{name}.mp4", frames=frames)
-    model = flashdepth.create_model("flashdepth-s-gru")
+    model = tiny_preset("flashdepth-s-gru")
     nn.init.normal_(model.temporal_out[1].weight, std=0.5)  # the carried state matters
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     common = ["--model", "flashdepth-s-gru", "--weights", str(tmp_path / "weights.pth")]
     common += ["--resolution", "28", "--formats", "exr", "--no-progress"]
 
-    command = [sys.executable, "-m", "flashdepth", "stream", str(videos), "--out"]
+    command = [sys.executable, "-m", "tests.inference.tiny_stream", str(videos), "--out"]
     command += [str(tmp_path / "two"), "--devices", "2", "--accelerator", "cpu", *common]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -11,12 +11,12 @@ import numpy as np
 import OpenEXR
 import pytest
 
-import flashdepth
 from flashdepth.inference.frames import VideoInfo
 from flashdepth.inference.pipeline import run_stream
 from flashdepth.inference.predictor import StreamingPredictor
 from flashdepth.inference.sinks import completed, make_sinks
 from flashdepth.inference.sources import BufferedSource, SourceError, open_source
+from tests.cli_overrides import tiny_preset
 from tests.inference.media import NTSC, truncate, write_video
 
 
@@ -77,7 +77,7 @@ def decoded_frames(folder) -> int:
 
 def test_every_frame_is_written_in_order_with_the_model(tmp_path):
     video = write_video(tmp_path / "walk.mp4", frames=4, size=(40, 60), audio="aac")
-    model = flashdepth.create_model("flashdepth-s-none")
+    model = tiny_preset("flashdepth-s-none")
     predictor = StreamingPredictor(model, resolution=28)
     reports = []
     sinks = make_sinks(["exr", "mp4"], preset="ultrafast")

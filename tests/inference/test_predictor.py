@@ -6,19 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-import flashdepth
 from flashdepth.inference.predictor import StreamingPredictor, linear_to_srgb, rgb_to_unit
 from flashdepth.transforms import Preprocess, postprocess
+from tests.cli_overrides import tiny_preset
 
 HEIGHT, WIDTH = 40, 60  # network input at resolution 28: 28 x 42
 
 
 @pytest.fixture(scope="module")
 def temporal_model() -> torch.nn.Module:
-    """A GRU FlashDepth-S whose zero-initialised temporal output is randomised, so the
-    carried state changes the depth."""
+    """A GRU FlashDepth (tiny test size) whose zero-initialised temporal output is randomised.
+
+    The randomised output makes the carried state change the depth.
+    """
     torch.manual_seed(0)
-    model = flashdepth.create_model("flashdepth-s-gru").eval()
+    model = tiny_preset("flashdepth-s-gru").eval()
     with torch.no_grad():
         model.temporal_out[1].weight.normal_(0.0, 3.0)
         model.temporal_out[1].bias.normal_(0.0, 3.0)
@@ -102,7 +104,7 @@ def test_output_sizes(temporal_model, frames, resolution, output, shape):
 
 
 def test_every_kind_of_model_streams_through_the_contract(frames):
-    model = flashdepth.create_model("depth-anything-v2-vits")
+    model = tiny_preset("depth-anything-v2-vits")
     predictor = StreamingPredictor(model, resolution=(28, 42))
     first, second = predictor.predict(frames[0]), predictor.predict(frames[0])
     np.testing.assert_array_equal(first, second)  # per-frame model: no state, same output

@@ -1,10 +1,10 @@
-"""``torch.compile(model.step, fullgraph=True)`` captures every preset's streaming step in one
-graph (static state shapes, no Python-side branching on data) and gives the eager output.
+"""``torch.compile(model.step, fullgraph=True)``: one graph per preset, the eager output.
 
-The presets with ViT-S networks run in the default suite; those with larger encoders (ViT-B,
--L, -G and the frozen FlashDepth-L of the upsamplers) are built on the meta device, given
-random values, and run in the slow suite (`pytest -m slow`): tracing a 40-block ViT-G alone
-takes minutes on a 2-core CPU.
+Every preset's streaming step is captured in one graph (static state shapes, no Python-side
+branching on data) and gives the eager output. The presets with ViT-S networks run in the
+default suite; those with larger encoders (ViT-B, -L, -G and the frozen FlashDepth-L of the
+upsamplers) are built on the meta device, given random values, and run in the slow suite
+(`pytest -m slow`): tracing a 40-block ViT-G alone takes minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
