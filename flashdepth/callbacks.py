@@ -300,7 +300,7 @@ def save_atomically(trainer: Trainer, path: Path) -> Path:
     """
     partial = path.with_name(path.name + ".partial")
     try:
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # the full state: resumable
         if trainer.is_global_zero:
             os.replace(partial, path)
     finally:

@@ -1,4 +1,4 @@
-"""Every command the documentation shows still parses: a renamed flag, recipe or command fails here.
+r"""Every command the documentation shows still parses: a renamed flag, recipe or command fails.
 
 Commands are what a reader copies:
 
@@ -8,7 +8,7 @@ Commands are what a reader copies:
 - recipes/**/*.yaml: full-line comments that start with ``flashdepth``, and ``flashdepth ...``
   in backticks inside comments.
 
-A trailing ``\\`` continues a line, ``&&``, ``||``, ``;`` and ``|`` separate commands, ``#``
+A trailing ``\`` continues a line, ``&&``, ``||``, ``;`` and ``|`` separate commands, ``#``
 starts a comment; ``...`` stands for "the arguments above" and is dropped. Placeholders (ROOT,
 clip.mp4, run.ckpt) are fine: nothing is run or opened. Each command is checked its own way:
 
@@ -65,8 +65,10 @@ MIN_README_COMMANDS, MIN_RECIPE_COMMANDS = 30, 40
 
 @dataclass(frozen=True)
 class Command:
-    """A documented command: its words (``flashdepth``, ``python -m X`` or ``pip install``
-    first) and where it is written (``README.md:12``)."""
+    """A documented command and where it is written (``README.md:12``).
+
+    Its words start with ``flashdepth``, ``python -m X`` or ``pip install``.
+    """
 
     words: tuple[str, ...]
     source: str
@@ -76,7 +78,7 @@ class Command:
 
 
 def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-    """Join lines ending in ``\\`` with the next; each with the number of its first line."""
+    r"""Join lines ending in ``\`` with the next; each with the number of its first line."""
     start, parts = 0, []
     for number, line in lines:
         if not parts:
@@ -92,8 +94,10 @@ def logical_lines(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]
 
 
 def invocation(words: list[str]) -> tuple[str, ...] | None:
-    """The command of a shell command's words, or ``None`` when it is not one we check
-    (``tensorboard ...``); wrappers (``srun``, ``torchrun ... -m``) are dropped."""
+    """The command of a shell command's words, or ``None`` when it is not one we check.
+
+    ``tensorboard ...`` is not checked; wrappers (``srun``, ``torchrun ... -m``) are dropped.
+    """
     words = [word for word in words if word not in ELLIPSES]
     if words[:1] == ["flashdepth"] or words[:2] == ["pip", "install"]:
         return tuple(words)
@@ -180,8 +184,10 @@ COMMANDS = readme_commands() + recipe_commands()
 
 
 class Parsed(BaseException):
-    """Raised by an argparse parser once it accepted the arguments, before the command runs
-    (a BaseException, so that no ``except Exception`` of a command catches it)."""
+    """Raised by an argparse parser once it accepted the arguments, before the command runs.
+
+    A BaseException, so that no ``except Exception`` of a command catches it.
+    """
 
     def __init__(self, options: argparse.Namespace) -> None:
         super().__init__()
@@ -218,8 +224,10 @@ def check_free_text(words: tuple[str, ...], options: argparse.Namespace) -> None
 
 
 def run_parsing(words: tuple[str, ...]) -> argparse.Namespace | None:
-    """Run a command until its parser returns; its options, or ``None`` when it exited 0
-    without them (``--help``); any other exit fails."""
+    """Run a command until its parser returns; its options, or ``None`` after ``--help``.
+
+    ``None`` when it exited 0 without them (``--help``); any other exit fails.
+    """
     try:
         if words[0] == "flashdepth":
             status = main(list(words[1:]))

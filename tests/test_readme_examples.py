@@ -1,8 +1,9 @@
 """The README's Python example under "## Models" runs as written and does what it says.
 
-Weights cannot be downloaded here, so ``create_model`` is patched to build the same preset with
-random weights; everything else (preprocessing, streaming, saving, the clip form) is the README's
-code, read from the README itself, so an edit that breaks the example fails this test.
+Weights cannot be downloaded here, so ``create_model`` is patched to build the same preset at the
+tiny test size (``tests.cli_overrides.tiny_preset_overrides``) with random weights; everything else
+(preprocessing, streaming, saving, the clip form) is the README's code, read from the README
+itself, so an edit that breaks the example fails this test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-import flashdepth
+from flashdepth.models import registry
+from tests.cli_overrides import tiny_preset_overrides
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -33,13 +35,14 @@ def models_example() -> str:
 def test_the_models_example_streams_saves_frames_and_runs_a_clip_without_a_graph(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build = flashdepth.create_model
+    build = registry.create_model
 
     def random_weights(name: str, weights: Any = None, **overrides: Any) -> torch.nn.Module:
         assert weights == "flashdepth-s"  # the example names the released weights
-        return build(name, weights=None, **overrides)
+        return build(name, **tiny_preset_overrides(name), **overrides)
 
-    monkeypatch.setattr(flashdepth, "create_model", random_weights)
+    # flashdepth.create_model is looked up in the registry on every access
+    monkeypatch.setattr(registry, "create_model", random_weights)
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

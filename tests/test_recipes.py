@@ -13,11 +13,10 @@ import pytest
 import torch
 import yaml
 
-from flashdepth import create_model
 from flashdepth.cli import build_cli, main
 from flashdepth.temporal import GRUTemporal, IdentityTemporal, MambaTemporal
 from flashdepth.transforms import resize_shape
-from tests.cli_overrides import SMALL_MODEL, tiny_data, tiny_trainer
+from tests.cli_overrides import tiny_data, tiny_model, tiny_preset, tiny_trainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 #: Stage 1 per model: the recipe and the overlays stacked on it.
@@ -41,13 +40,10 @@ PAPER_RESOLUTIONS = {
     "urbansyn": ((1024, 2048), (1022, 2044)),
     "unrealstereo4k": ((2160, 3840), (1148, 2044)),
 }
-#: The hybrid and the upsamplers shrunk to ViT-S pieces for a CPU.
-TINY_HYBRID = ["--model.model.init_args.teacher_encoder=vits"]
+#: The hybrid (student and teacher) and the upsamplers' FlashDepth-L at the tiny test size.
+TINY_HYBRID = tiny_model(teacher=True)
 TINY_UPSAMPLER = [
-    "--model.model.init_args.encoder=vits",
-    "--model.model.init_args.stage=1",
-    "--model.model.init_args.temporal.init_args.expand=4",
-    "--model.model.init_args.temporal.init_args.headdim=32",
+    *tiny_model(),
     "--model.model.init_args.resolution=28",
     "--data.image_size=[56, 56]",  # the UNet needs sides divisible by 4
     "--data.eval_short_side=56",
@@ -310,9 +306,8 @@ def test_stage2_recipes_train_with_tiny_overrides(overlay, cache, tmp_path) -> N
     ],
 )
 def test_stage_recipes_train_with_tiny_overrides(configs, temporal, cache, tmp_path) -> None:
-    small = SMALL_MODEL if "stage1_l" in configs else []
     cli = build_cli(
-        ["fit", *stacked(*configs), *tiny_data(cache), *tiny_trainer(tmp_path), *small]
+        ["fit", *stacked(*configs), *tiny_data(cache), *tiny_trainer(tmp_path), *tiny_model()]
         + ["--model.init_weights=null", "--trainer.fast_dev_run=1"]
     )
     assert cli.trainer.global_step == 1
@@ -323,9 +318,9 @@ def test_stage_recipes_train_with_tiny_overrides(configs, temporal, cache, tmp_p
 @pytest.mark.parametrize("name", [*EVALS, *VDA_EVALS])
 def test_eval_recipes_test_given_weights(name: str, cache, tmp_path) -> None:
     weights = tmp_path / "flashdepth_s.pth"
-    torch.save(create_model("flashdepth-s").state_dict(), weights)
+    torch.save(tiny_preset("flashdepth-s").state_dict(), weights)
     cli = build_cli(
-        ["test", *evaluation(name), *tiny_data(cache), *tiny_trainer(tmp_path)]
+        ["test", *evaluation(name), *tiny_data(cache), *tiny_trainer(tmp_path), *tiny_model()]
         + [f"--model.init_weights={weights}"]
     )
     metrics = cli.trainer.callback_metrics

@@ -88,7 +88,8 @@ def test_a_save_that_fails_leaves_the_previous_last_checkpoint(tmp_path: Path) -
     last = tmp_path / "last.ckpt"
     last.write_bytes(b"step 1")
 
-    def dies_midway(path: Path) -> None:
+    def dies_midway(path: Path, weights_only: bool) -> None:
+        assert weights_only is False  # the full state, so that the run resumes
         Path(path).write_bytes(b"half of step 2")
         raise KeyboardInterrupt
 
@@ -98,7 +99,7 @@ def test_a_save_that_fails_leaves_the_previous_last_checkpoint(tmp_path: Path) -
     assert last.read_bytes() == b"step 1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
-    trainer.save_checkpoint = lambda path: Path(path).write_bytes(b"step 2")
+    trainer.save_checkpoint = lambda path, weights_only: Path(path).write_bytes(b"step 2")
     assert save_atomically(trainer, last) == last
     assert last.read_bytes() == b"step 2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

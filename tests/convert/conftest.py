@@ -1,5 +1,6 @@
-"""Fixtures for the converter tests: writers of fake raw files in the datasets' formats, and a
-reader of the produced shards.
+"""Fixtures for the converter tests: fake raw files in each dataset's format, a shard reader.
+
+Writers produce fake raw files in the datasets' formats; a reader reads the produced shards.
 
 Every writer fixture returns a function that creates parent folders and returns the path it
 wrote, so a test builds a tiny raw dataset in its real layout in a few lines.

@@ -1,5 +1,7 @@
-"""Tests of the converter base: clip windows, frame caps, clip loading, registry, layout errors,
-helpers."""
+"""Tests of the converter base.
+
+Clip windows, frame caps, clip loading, registry, layout errors, helpers.
+"""
 
 from __future__ import annotations
 

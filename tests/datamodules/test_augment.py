@@ -223,8 +223,10 @@ def test_metric_depth_keeps_sky_and_invalid_through_nearest_resize() -> None:
 
 
 def test_device_side_colour_equals_the_previous_cpu_float_path() -> None:
-    """uint8 -> float with the colour map (all on the device now) matches the previous float
-    path that converted and colour-mapped in the worker, computed here in float64."""
+    """uint8 -> float with the colour map (now on the device) matches the previous float path.
+
+    The previous path converted and colour-mapped in the worker; here it is computed in float64.
+    """
     augment = ClipAugment((24, 24), flip_p=0.5, jitter=0.4, hue=0.1)
     image = _uint8_frames(3, 32, 48, seed=5)
     generator = torch.Generator().manual_seed(2)

@@ -1,5 +1,7 @@
-"""FlashDepth Full and the low-resolution upsamplers: equivalences, teacher rule, gradients,
-streaming and the released key layout."""
+"""FlashDepth Full and the low-resolution upsamplers.
+
+Equivalences, teacher rule, gradients, streaming and the released key layout.
+"""
 
 from __future__ import annotations
 
